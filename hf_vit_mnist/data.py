@@ -1,0 +1,243 @@
+"""Data for training and evaluation: MNIST bundled with the package (the four official IDX files, md5-checked),
+any folder of IDX files (e.g. Fashion-MNIST from Debian), or any Hub / local dataset with `image` and `label`
+columns. Everything comes out as a `datasets.DatasetDict` with the schema of the Hub's `ylecun/mnist`:
+`image` (an `Image` feature) and `label` (a `ClassLabel`).
+
+For training, images are decoded once into a uint8 tensor ([`DigitTensors`]) and whole batches are augmented
+with vectorised torch ops in [`DigitCollator`], so data handling stays a small part of a step on 2 cores.
+"""
+
+import gzip
+import hashlib
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import torch
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, load_dataset
+
+BUNDLED_MNIST_DIR = Path(__file__).parent / "bundled" / "mnist"
+IDX_FILES = {  # split -> (images file, labels file), as the official distributions name them
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+MNIST_MD5 = {  # of the uncompressed files, as published with MNIST
+    "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+    "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+    "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+    "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+}
+DIGIT_NAMES = [str(i) for i in range(10)]
+# Fashion-MNIST ships no names file; its IDX folder is recognised by the md5 of its test labels (data bytes).
+FASHION_MNIST_TEST_LABELS_MD5 = "8dea97a4e78c1bd1b5a6e8efbb870b6e"
+FASHION_MNIST_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                       "Ankle boot"]
+IDX_MAGIC = {2049: 1, 2051: 3}  # magic number -> number of dimensions (labels: count; images: count, rows, cols)
+
+
+class DataError(ValueError):
+    """The data cannot be used; the message says what is wrong and how to fix it."""
+
+
+def read_idx(path: str | Path, expected_md5: str | None = None) -> np.ndarray:
+    """Reads one IDX file (optionally gzipped) into a uint8 array, checking its header, size and md5."""
+    path = Path(path)
+    raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    if expected_md5 is not None and hashlib.md5(raw).hexdigest() != expected_md5:
+        raise DataError(
+            f"{path} does not match the official file (md5 {hashlib.md5(raw).hexdigest()}, expected {expected_md5}):"
+            " it is corrupt or a different data set. Restore it from a fresh copy of the repository."
+        )
+    if len(raw) < 8:
+        raise DataError(f"{path} is too short to be an IDX file ({len(raw)} bytes).")
+    magic = int.from_bytes(raw[:4], "big")
+    if magic not in IDX_MAGIC:
+        raise DataError(f"{path} has IDX magic number {magic}; expected 2049 (labels) or 2051 (uint8 images).")
+    ndim = IDX_MAGIC[magic]
+    header_size = 4 + 4 * ndim
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    if len(raw) != header_size + math.prod(shape):
+        raise DataError(
+            f"{path}: its header announces shape {shape} ({math.prod(shape)} bytes of data) but it holds "
+            f"{len(raw) - header_size}: the file is truncated or corrupt."
+        )
+    return np.frombuffer(raw, dtype=np.uint8, offset=header_size).reshape(shape)
+
+
+def _find_idx_file(directory: Path, stem: str) -> Path:
+    for name in (stem, stem + ".gz", stem.replace("-idx", ".idx"), stem.replace("-idx", ".idx") + ".gz"):
+        if (directory / name).exists():
+            return directory / name
+    raise DataError(f"{directory} has no {stem}[.gz]: an IDX folder needs the four files of MNIST's layout.")
+
+
+def _png_image_column(images: np.ndarray) -> list[dict]:
+    """uint8 (N, H, W) -> the `Image` feature's storage: PNG bytes, as the Hub's MNIST stores them."""
+
+    def encode(pixels):
+        buffer = io.BytesIO()
+        PIL.Image.fromarray(pixels).save(buffer, format="PNG", compress_level=1)
+        return {"bytes": buffer.getvalue(), "path": None}
+
+    return [encode(pixels) for pixels in images]
+
+
+def load_idx_folder(
+    directory: str | Path, label_names: list[str] | None = None, check_md5: dict | None = None
+) -> DatasetDict:
+    """A folder of IDX files (MNIST's layout: train-images-idx3-ubyte[.gz], ...) -> DatasetDict(train, test)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise DataError(f"--dataset_dir {directory} is not a folder.")
+    splits, label_md5 = {}, None
+    for split, (images_stem, labels_stem) in IDX_FILES.items():
+        md5 = check_md5 or {}
+        images = read_idx(_find_idx_file(directory, images_stem), md5.get(images_stem))
+        labels_path = _find_idx_file(directory, labels_stem)
+        labels = read_idx(labels_path, md5.get(labels_stem))
+        if images.ndim != 3 or labels.ndim != 1:
+            raise DataError(f"{directory}: expected images (N, H, W) and labels (N,), got {images.shape} and "
+                            f"{labels.shape}: are the images and labels files swapped?")
+        if len(images) != len(labels):
+            raise DataError(f"{directory}, {split}: {len(images)} images but {len(labels)} labels.")
+        splits[split] = (images, labels)
+        if split == "test":
+            label_md5 = hashlib.md5(np.ascontiguousarray(labels).tobytes()).hexdigest()
+    if label_names is None:
+        num_labels = int(max(labels.max() for _, labels in splits.values())) + 1
+        label_names = FASHION_MNIST_NAMES if _is_fashion_mnist(label_md5) else [str(i) for i in range(num_labels)]
+    features = Features({"image": Image(), "label": ClassLabel(names=list(label_names))})
+    dataset = DatasetDict(
+        {
+            split: Dataset.from_dict({"image": _png_image_column(images), "label": labels.astype(np.int64)},
+                                     features=features)
+            for split, (images, labels) in splits.items()
+        }
+    )
+    validate_dataset(dataset)
+    return dataset
+
+
+def _is_fashion_mnist(test_labels_data_md5: str) -> bool:
+    return test_labels_data_md5 == FASHION_MNIST_TEST_LABELS_MD5
+
+
+def load_bundled_mnist() -> DatasetDict:
+    """MNIST from the copy inside the package: works offline, md5-checked against the official files."""
+    return load_idx_folder(BUNDLED_MNIST_DIR, label_names=DIGIT_NAMES, check_md5=MNIST_MD5)
+
+
+def load_image_classification_dataset(
+    dataset_name: str | None = None, dataset_dir: str | None = None, dataset_config_name: str | None = None
+) -> DatasetDict:
+    """The bundled MNIST by default; a Hub dataset by name; or a local folder (IDX files, or anything
+    `load_dataset` reads, e.g. an imagefolder)."""
+    if dataset_name and dataset_dir:
+        raise DataError("Give either --dataset_name (a Hub dataset) or --dataset_dir (a local folder), not both.")
+    if dataset_name:
+        dataset = load_dataset(dataset_name, dataset_config_name)
+    elif dataset_dir:
+        directory = Path(dataset_dir)
+        has_idx = directory.is_dir() and any(p.name.startswith("train-images") for p in directory.iterdir())
+        dataset = load_idx_folder(directory) if has_idx else load_dataset(str(directory), dataset_config_name)
+    else:
+        return load_bundled_mnist()
+    validate_dataset(dataset)
+    return dataset
+
+
+def validate_dataset(dataset: DatasetDict) -> None:
+    """Stops with a clear message on data that training cannot use: missing columns or splits, labels that are
+    not a ClassLabel or out of range."""
+    if "train" not in dataset:
+        raise DataError(f"The dataset has splits {list(dataset)}; it needs a 'train' split.")
+    for split, part in dataset.items():
+        missing = {"image", "label"} - set(part.column_names)
+        if missing:
+            raise DataError(
+                f"Split '{split}' lacks column(s) {sorted(missing)}; it has {part.column_names}. Rename the "
+                "columns to 'image' and 'label' (Dataset.rename_column)."
+            )
+        if not isinstance(part.features["label"], ClassLabel):
+            raise DataError(f"Split '{split}': 'label' must be a ClassLabel feature (it names the classes), got "
+                            f"{part.features['label']}. Cast it with Dataset.cast_column('label', ClassLabel(...)).")
+        labels = np.asarray(part["label"])
+        num_classes = part.features["label"].num_classes
+        bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
+        if len(bad):
+            raise DataError(
+                f"Split '{split}', row {bad[0]}: label {labels[bad[0]]} is outside 0..{num_classes - 1} "
+                f"({len(bad)} such rows)."
+            )
+
+
+def split_train_validation(dataset: DatasetDict, validation_size: int, seed: int) -> DatasetDict:
+    """Carves a seeded, class-stratified validation split out of train; the test split is never used to choose."""
+    if "validation" in dataset:
+        return dataset
+    parts = dataset["train"].train_test_split(test_size=validation_size, seed=seed, stratify_by_column="label")
+    return DatasetDict({"train": parts["train"], "validation": parts["test"],
+                        **{k: v for k, v in dataset.items() if k != "train"}})
+
+
+class DigitTensors(torch.utils.data.Dataset):
+    """A split decoded once: images as one uint8 tensor (N, H, W), labels as int64 (N,)."""
+
+    def __init__(self, split: Dataset, image_size: int | None = None):
+        images = [np.asarray(image.convert("L")) for image in split["image"]]
+        shapes = {image.shape for image in images}
+        if len(shapes) != 1 or (image_size and shapes != {(image_size, image_size)}):
+            raise DataError(
+                f"All images must be {image_size}x{image_size} grayscale; found sizes {sorted(shapes)[:5]}. "
+                "Resize the dataset first or choose a model whose image_size matches."
+            )
+        self.images = torch.from_numpy(np.stack(images))
+        self.labels = torch.as_tensor(split["label"], dtype=torch.int64)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> dict:
+        return {"pixel_values": self.images[index], "labels": self.labels[index]}
+
+
+@dataclass
+class DigitCollator:
+    """Stacks uint8 images into a float batch (B, 1, H, W), optionally applies one random affine transform per
+    image (rotation, scale, translation; no flips: a flipped 2 is not a 2), and normalises like the processor."""
+
+    mean: float
+    std: float
+    augment: bool = False
+    rotation_degrees: float = 10.0
+    scale_range: tuple[float, float] = (0.9, 1.1)
+    translate_fraction: float = 0.1  # of the image side
+    generator: torch.Generator | None = None
+
+    def __call__(self, features: list[dict]) -> dict:
+        images = torch.stack([f["pixel_values"] for f in features]).unsqueeze(1).float().div_(255)  # (B, 1, H, W)
+        labels = torch.stack([f["labels"] for f in features])
+        if self.augment:
+            images = self.random_affine(images)
+        return {"pixel_values": images.sub_(self.mean).div_(self.std), "labels": labels}
+
+    def random_affine(self, images: torch.Tensor) -> torch.Tensor:
+        batch = images.shape[0]
+
+        def uniform(low, high):
+            return torch.rand(batch, generator=self.generator) * (high - low) + low
+
+        angle = torch.deg2rad(uniform(-self.rotation_degrees, self.rotation_degrees))
+        scale = uniform(*self.scale_range)
+        # affine_grid maps output coordinates in [-1, 1] to input ones: the inverse transform, so divide by scale.
+        shift = 2 * self.translate_fraction
+        theta = torch.zeros(batch, 2, 3)
+        theta[:, 0, 0], theta[:, 0, 1] = torch.cos(angle) / scale, -torch.sin(angle) / scale
+        theta[:, 1, 0], theta[:, 1, 1] = torch.sin(angle) / scale, torch.cos(angle) / scale
+        theta[:, 0, 2], theta[:, 1, 2] = uniform(-shift, shift), uniform(-shift, shift)
+        grid = torch.nn.functional.affine_grid(theta, list(images.shape), align_corners=False)
+        return torch.nn.functional.grid_sample(images, grid, mode="bilinear", padding_mode="zeros",
+                                               align_corners=False)

@@ -1,0 +1,52 @@
+"""Shared fixtures: tiny configs (fast), real MNIST digits from the bundled files, a saved tiny checkpoint."""
+
+import numpy as np
+import pytest
+import torch
+
+from hf_vit_mnist import ViTMNISTConfig, ViTMNISTForImageClassification, ViTMNISTImageProcessor
+from hf_vit_mnist.data import BUNDLED_MNIST_DIR, read_idx
+
+
+def make_tiny_config(**overrides) -> ViTMNISTConfig:
+    values = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, patch_size=7)
+    values.update(overrides)
+    return ViTMNISTConfig(**values)
+
+
+@pytest.fixture
+def tiny_config() -> ViTMNISTConfig:
+    return make_tiny_config()
+
+
+@pytest.fixture(scope="session")
+def mnist_test() -> tuple[np.ndarray, np.ndarray]:
+    """The 10,000 real MNIST test digits (uint8, (N, 28, 28)) and their labels."""
+    images = read_idx(BUNDLED_MNIST_DIR / "t10k-images-idx3-ubyte.gz")
+    labels = read_idx(BUNDLED_MNIST_DIR / "t10k-labels-idx1-ubyte.gz")
+    return images, labels
+
+
+@pytest.fixture(scope="session")
+def saved_checkpoint(tmp_path_factory) -> str:
+    """A tiny randomly initialised classifier and its processor, saved as train.py saves them."""
+    torch.manual_seed(0)
+    directory = tmp_path_factory.mktemp("checkpoint") / "vit-mnist-tiny"
+    ViTMNISTForImageClassification(make_tiny_config()).save_pretrained(directory)
+    ViTMNISTImageProcessor().save_pretrained(directory)
+    return str(directory)
+
+
+def photo_of_digit(digit: np.ndarray, canvas_size=(480, 640), top_left=(40, 330), scale=10, seed=0) -> np.ndarray:
+    """A synthetic "photo": the digit as dark ink, enlarged, placed off-centre on a large, noisy, light,
+    slightly coloured canvas. Returns RGB uint8 (H, W, 3)."""
+    import PIL.Image
+
+    rng = np.random.default_rng(seed)
+    side = digit.shape[0] * scale
+    ink = np.asarray(PIL.Image.fromarray(255 - digit).resize((side, side), PIL.Image.Resampling.BICUBIC), np.float32)
+    paper = np.full(canvas_size, 215.0) + rng.normal(0, 6, canvas_size)
+    top, left = top_left
+    region = paper[top : top + side, left : left + side]
+    paper[top : top + side, left : left + side] = np.minimum(region, ink * 215 / 255 + rng.normal(0, 6, region.shape))
+    return np.stack([paper, paper * 0.97, paper * 0.9], axis=-1).clip(0, 255).astype(np.uint8)
