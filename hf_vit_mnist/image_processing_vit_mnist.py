@@ -142,12 +142,14 @@ class ViTMNISTImageProcessor(PilBackend):
 
 
 def _is_single_image(image) -> bool:
-    """PIL images and 2-D arrays are one image; 3-D arrays are one image if a side is a channel axis, else a
-    stack of grayscale images (B, H, W); 4-D arrays are a stack."""
+    """PIL images and 2-D arrays are one image. A 3-D numpy array is one image if its last axis holds 1-4
+    channels (numpy's (H, W, C)), else a stack of grayscale images (B, H, W); a 3-D torch tensor is one image if
+    its first axis holds 1-4 channels (torch's (C, H, W)) or its last one does. 4-D arrays are a stack."""
     if isinstance(image, PIL.Image.Image) or image.ndim == 2:
         return True
     if image.ndim == 3:
-        return image.shape[0] in CHANNEL_COUNTS or image.shape[-1] in CHANNEL_COUNTS
+        channels_first = isinstance(image, torch.Tensor) and image.shape[0] in CHANNEL_COUNTS
+        return channels_first or image.shape[-1] in CHANNEL_COUNTS
     if image.ndim == 4:
         return False
     raise ValueError(f"An image array must have 2 (H, W), 3 or 4 (batch) dimensions, got shape {tuple(image.shape)}.")
