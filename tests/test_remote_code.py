@@ -32,8 +32,9 @@ FRESH_PROCESS = textwrap.dedent(
         logits = classifier(pixels).logits
         pooled = encoder(pixels).pooler_output
     pipe = pipeline("image-classification", model=checkpoint, trust_remote_code=True)
+    loaded = (config, encoder, classifier, processor)
     print(json.dumps({
-        "classes": [type(obj).__module__ + "." + type(obj).__name__ for obj in (config, encoder, classifier, processor)],
+        "classes": [f"{type(obj).__module__}.{type(obj).__name__}" for obj in loaded],
         "pipeline_classes": [type(pipe.model).__name__, type(pipe.image_processor).__name__],
         "logits": logits.tolist(),
         "pooled": pooled.tolist(),
