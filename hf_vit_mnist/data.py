@@ -7,6 +7,7 @@ For training, images are decoded once into a uint8 tensor ([`DigitTensors`]) and
 with vectorised torch ops in [`DigitCollator`], so data handling stays a small part of a step on 2 cores.
 """
 
+import functools
 import gzip
 import hashlib
 import io
@@ -125,8 +126,10 @@ def _is_fashion_mnist(test_labels_data_md5: str) -> bool:
     return test_labels_data_md5 == FASHION_MNIST_TEST_LABELS_MD5
 
 
+@functools.cache
 def load_bundled_mnist() -> DatasetDict:
-    """MNIST from the copy inside the package: works offline, md5-checked against the official files."""
+    """MNIST from the copy inside the package: works offline, md5-checked against the official files. Built once
+    per process (about 10 s) and shared: datasets operations return new objects, so the cache is never changed."""
     return load_idx_folder(BUNDLED_MNIST_DIR, label_names=DIGIT_NAMES, check_md5=MNIST_MD5)
 
 
@@ -137,14 +140,22 @@ def load_image_classification_dataset(
     `load_dataset` reads, e.g. an imagefolder)."""
     if dataset_name and dataset_dir:
         raise DataError("Give either --dataset_name (a Hub dataset) or --dataset_dir (a local folder), not both.")
-    if dataset_name:
-        dataset = load_dataset(dataset_name, dataset_config_name)
-    elif dataset_dir:
-        directory = Path(dataset_dir)
-        has_idx = directory.is_dir() and any(p.name.startswith("train-images") for p in directory.iterdir())
-        dataset = load_idx_folder(directory) if has_idx else load_dataset(str(directory), dataset_config_name)
-    else:
+    if not dataset_name and not dataset_dir:
         return load_bundled_mnist()
+    if dataset_dir:
+        directory = Path(dataset_dir)
+        if not directory.exists():
+            raise DataError(f"--dataset_dir {directory} does not exist.")
+        if directory.is_dir() and any(path.name.startswith("train-images") for path in directory.iterdir()):
+            return load_idx_folder(directory)
+    source = dataset_name or dataset_dir
+    try:
+        dataset = load_dataset(source, dataset_config_name)
+    except Exception as error:  # offline Hub, unknown name, unreadable files: one clear line, not a traceback
+        raise DataError(
+            f"Could not load {source!r} with datasets.load_dataset: {type(error).__name__}: {error}. Without "
+            "network, use the bundled MNIST (no dataset flag) or --dataset_dir with local files."
+        ) from error
     validate_dataset(dataset)
     return dataset
 

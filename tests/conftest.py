@@ -1,5 +1,7 @@
 """Shared fixtures: tiny configs (fast), real MNIST digits from the bundled files, a saved tiny checkpoint."""
 
+import gzip
+
 import numpy as np
 import pytest
 import torch
@@ -50,3 +52,19 @@ def photo_of_digit(digit: np.ndarray, canvas_size=(480, 640), top_left=(40, 330)
     region = paper[top : top + side, left : left + side]
     paper[top : top + side, left : left + side] = np.minimum(region, ink * 215 / 255 + rng.normal(0, 6, region.shape))
     return np.stack([paper, paper * 0.97, paper * 0.9], axis=-1).clip(0, 255).astype(np.uint8)
+
+
+def _write_idx(path, array: np.ndarray, magic: int):
+    header = magic.to_bytes(4, "big") + b"".join(n.to_bytes(4, "big") for n in array.shape)
+    path.write_bytes(gzip.compress(header + array.astype(np.uint8).tobytes()))
+
+
+@pytest.fixture
+def idx_folder(tmp_path, mnist_test):
+    """A small IDX folder in MNIST's layout, cut from the real test digits."""
+    images, labels = mnist_test
+    _write_idx(tmp_path / "train-images-idx3-ubyte.gz", images[:300], 2051)
+    _write_idx(tmp_path / "train-labels-idx1-ubyte.gz", labels[:300], 2049)
+    _write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", images[300:400], 2051)
+    _write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", labels[300:400], 2049)
+    return tmp_path

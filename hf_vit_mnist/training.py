@@ -1,0 +1,83 @@
+"""Pieces of the training job that scripts/train.py and scripts/evaluate.py share: metrics through the shipped
+`evaluate` module, the wall-clock callback behind time-to-accuracy, and the checks run before training starts."""
+
+import shutil
+import time
+from pathlib import Path
+
+import evaluate
+import numpy as np
+from transformers import Trainer, TrainerCallback
+
+from .metrics import CLASSIFICATION_REPORT_PATH
+
+MIN_FREE_DISK_BYTES = 200 * 2**20  # checkpoints of a <=1M-parameter model are a few MB; leave room for many
+
+
+def load_classification_metric() -> evaluate.EvaluationModule:
+    return evaluate.load(CLASSIFICATION_REPORT_PATH)
+
+
+def make_compute_metrics(num_classes: int):
+    """`compute_metrics` for Trainer: accuracy and macro-F1 of the argmax predictions."""
+    metric = load_classification_metric()
+
+    def compute_metrics(eval_prediction) -> dict:
+        logits, labels = eval_prediction.predictions, eval_prediction.label_ids
+        return metric.compute(predictions=np.argmax(logits, axis=-1), references=labels, num_classes=num_classes)
+
+    return compute_metrics
+
+
+class DigitTrainer(Trainer):
+    """Trainer with a second collator for evaluation and prediction: Trainer has one collator for all loaders,
+    and evaluation batches must not be augmented."""
+
+    def __init__(self, *args, eval_data_collator=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.eval_data_collator = eval_data_collator
+
+    def _with_eval_collator(self, make_loader, dataset):
+        train_collator = self.data_collator
+        self.data_collator = self.eval_data_collator or train_collator
+        try:
+            return make_loader(dataset)
+        finally:
+            self.data_collator = train_collator
+
+    def get_eval_dataloader(self, eval_dataset=None):
+        return self._with_eval_collator(super().get_eval_dataloader, eval_dataset)
+
+    def get_test_dataloader(self, test_dataset):
+        return self._with_eval_collator(super().get_test_dataloader, test_dataset)
+
+
+class ElapsedTimeCallback(TrainerCallback):
+    """Adds `elapsed_seconds` (training wall-clock, carried across resumes) to every entry of the log history,
+    so time-to-accuracy can be read from trainer_state.json."""
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        previous = [entry["elapsed_seconds"] for entry in state.log_history if "elapsed_seconds" in entry]
+        self.start = time.perf_counter() - (previous[-1] if previous else 0.0)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.log_history:
+            state.log_history[-1]["elapsed_seconds"] = round(time.perf_counter() - self.start, 2)
+
+
+def check_output_dir(output_dir: str | Path) -> None:
+    """Fails at start, not after an hour of training, when checkpoints could not be written."""
+    output_dir = Path(output_dir)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        probe = output_dir / ".write_test"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as error:
+        raise SystemExit(f"Cannot write to --output_dir {output_dir}: {error}. Choose a writable folder.") from None
+    free = shutil.disk_usage(output_dir).free
+    if free < MIN_FREE_DISK_BYTES:
+        raise SystemExit(
+            f"Only {free / 2**20:.0f} MiB free under {output_dir}; checkpoints need at least "
+            f"{MIN_FREE_DISK_BYTES / 2**20:.0f} MiB. Free some space or choose another --output_dir."
+        )

@@ -1,0 +1,203 @@
+"""Train the Vision Transformer on MNIST (or any image-classification dataset) with transformers.Trainer, evaluate
+it on the test split, and save the folder the Hub would receive (optionally pushing it).
+
+    accelerate launch scripts/train.py recipes/quick.json        # a few minutes on a laptop CPU
+    accelerate launch scripts/train.py recipes/release.json      # the released model (hours on 2 cores)
+    accelerate launch scripts/train.py recipes/quick.json --num_train_epochs 2 --output_dir runs/try
+    python scripts/train.py --output_dir runs/plain                # plain Python works too
+    torchrun --nproc_per_node 2 scripts/train.py recipes/quick.json   # 2 data-parallel CPU processes (gloo)
+    accelerate launch --mixed_precision bf16 scripts/train.py recipes/quick.json
+
+A recipe is a JSON file of the flags below; flags given after it override it. Training resumes from the last
+checkpoint in --output_dir unless --resume_from_checkpoint names another (or "none" to start afresh).
+"""
+
+import dataclasses
+import json
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import HfArgumentParser, TrainingArguments, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+from hf_vit_mnist import ViTMNISTConfig, ViTMNISTForImageClassification, ViTMNISTImageProcessor
+from hf_vit_mnist.data import (
+    DataError,
+    DigitCollator,
+    DigitTensors,
+    load_image_classification_dataset,
+    split_train_validation,
+)
+from hf_vit_mnist.training import DigitTrainer, ElapsedTimeCallback, check_output_dir, make_compute_metrics
+
+logger = logging.getLogger("train")
+FINAL_MODEL_DIR = "final_model"  # inside --output_dir: exactly what is pushed to the Hub
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str | None = field(default=None, metadata={"help": "Start from this checkpoint (fine-tune)."})
+    hidden_size: int = field(default=ViTMNISTConfig.hidden_size, metadata={"help": "Token width D."})
+    num_hidden_layers: int = field(default=ViTMNISTConfig.num_hidden_layers, metadata={"help": "Encoder depth."})
+    num_attention_heads: int = field(default=ViTMNISTConfig.num_attention_heads)
+    intermediate_size: int = field(default=ViTMNISTConfig.intermediate_size, metadata={"help": "MLP width."})
+    patch_size: int = field(default=ViTMNISTConfig.patch_size)
+    hidden_dropout_prob: float = field(default=0.0)
+    attention_probs_dropout_prob: float = field(default=0.0)
+    pooling: str = field(default="cls", metadata={"help": "'cls' (the paper) or 'mean'."})
+
+
+@dataclass
+class DataArguments:
+    dataset_name: str | None = field(default=None, metadata={"help": "A Hub dataset, e.g. ylecun/mnist."})
+    dataset_config_name: str | None = field(default=None)
+    dataset_dir: str | None = field(default=None, metadata={"help": "A local folder: IDX files or load_dataset's."})
+    validation_size: int = field(default=5000, metadata={"help": "Images carved from train for model selection."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training images."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N val/test images."})
+    augment: bool = field(default=True, metadata={"help": "Random affine augmentation of training batches."})
+    rotation_degrees: float = field(default=10.0)
+    scale_min: float = field(default=0.9)
+    scale_max: float = field(default=1.1)
+    translate_fraction: float = field(default=0.1)
+    track_test_accuracy: bool = field(
+        default=True, metadata={"help": "Also score the test split at each evaluation (logged, never used to choose)."}
+    )
+
+
+@dataclass
+class ViTMNISTTrainingArguments(TrainingArguments):
+    """TrainingArguments with defaults for this job; every one can be overridden on the command line."""
+
+    output_dir: str = field(default="runs/vit-mnist")
+    eval_strategy: str = field(default="epoch")
+    save_strategy: str = field(default="epoch")
+    save_total_limit: int | None = field(default=2)
+    load_best_model_at_end: bool = field(default=True)
+    metric_for_best_model: str | None = field(default="validation_accuracy")
+    remove_unused_columns: bool = field(default=False)  # the collator needs the raw columns
+    per_device_train_batch_size: int = field(default=128)
+    per_device_eval_batch_size: int = field(default=512)
+    learning_rate: float = field(default=1e-3)
+    weight_decay: float = field(default=0.05)
+    warmup_steps: float = field(default=0.05)  # a fraction of all steps
+    lr_scheduler_type: str = field(default="cosine")
+    label_smoothing_factor: float = field(default=0.1)
+    num_train_epochs: float = field(default=10)
+    logging_steps: float = field(default=50)
+    report_to: None | str | list[str] = field(default="tensorboard")
+    resume_from_checkpoint: str | None = field(
+        default=None, metadata={"help": "A checkpoint folder; default: the last one in output_dir; 'none': afresh."}
+    )
+
+
+def parse_args(argv: list[str]):
+    parser = HfArgumentParser((ModelArguments, DataArguments, ViTMNISTTrainingArguments))
+    recipe = {}
+    if argv and argv[0].endswith(".json"):
+        recipe = json.loads(Path(argv[0]).read_text())
+        argv = argv[1:]
+    # Recipe values become defaults; flags on the command line win.
+    flags = [item for key, value in recipe.items() for item in (f"--{key}", _flag_value(value))]
+    return parser.parse_args_into_dataclasses(args=flags + argv)
+
+
+def _flag_value(value) -> str:
+    return json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+
+
+def build_model(model_args: ModelArguments, label_names: list[str], image_size: int):
+    labels = {"id2label": dict(enumerate(label_names)), "label2id": {n: i for i, n in enumerate(label_names)}}
+    if model_args.model_name_or_path:
+        return ViTMNISTForImageClassification.from_pretrained(model_args.model_name_or_path, **labels,
+                                                              ignore_mismatched_sizes=True)
+    architecture = {f.name: getattr(model_args, f.name) for f in dataclasses.fields(model_args)}
+    architecture.pop("model_name_or_path")
+    config = ViTMNISTConfig(image_size=image_size, **architecture, **labels)
+    return ViTMNISTForImageClassification(config)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    model_args, data_args, training_args = parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    check_output_dir(training_args.output_dir)
+    set_seed(training_args.seed)
+
+    try:
+        dataset = load_image_classification_dataset(data_args.dataset_name, data_args.dataset_dir,
+                                                    data_args.dataset_config_name)
+        dataset = split_train_validation(dataset, data_args.validation_size, training_args.seed)
+        label_names = dataset["train"].features["label"].names
+        limits = {"train": data_args.max_train_samples}
+        splits = {}
+        for name in ("train", "validation", "test"):
+            if name not in dataset:
+                continue
+            limit = limits.get(name, data_args.max_eval_samples)
+            part = dataset[name].select(range(min(limit, len(dataset[name])))) if limit else dataset[name]
+            splits[name] = DigitTensors(part)
+        image_size = splits["train"].images.shape[-1]
+    except DataError as error:
+        raise SystemExit(f"Data error: {error}") from None
+    logger.info("Data: %s", {name: len(split) for name, split in splits.items()})
+
+    model = build_model(model_args, label_names, image_size)
+    processor = ViTMNISTImageProcessor(size={"height": image_size, "width": image_size})
+    mean, std = processor.image_mean[0], processor.image_std[0]
+    augmentation = dict(augment=data_args.augment, rotation_degrees=data_args.rotation_degrees,
+                        scale_range=(data_args.scale_min, data_args.scale_max),
+                        translate_fraction=data_args.translate_fraction)
+    eval_datasets = {"validation": splits["validation"]}
+    if data_args.track_test_accuracy and "test" in splits:
+        eval_datasets["test"] = splits["test"]
+    push_to_hub = training_args.push_to_hub  # we push the final folder ourselves, once, with our model card
+    training_args = dataclasses.replace(training_args, push_to_hub=False)
+
+    trainer = DigitTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=splits["train"],
+        eval_dataset=eval_datasets,
+        data_collator=DigitCollator(mean, std, **augmentation),
+        eval_data_collator=DigitCollator(mean, std),
+        processing_class=processor,
+        compute_metrics=make_compute_metrics(len(label_names)),
+        callbacks=[ElapsedTimeCallback()],
+    )
+    logger.info("Model: %d parameters", model.num_parameters())
+
+    resume = training_args.resume_from_checkpoint
+    if resume is None:
+        resume = get_last_checkpoint(training_args.output_dir)
+    elif resume.lower() == "none":
+        resume = None
+    if resume:
+        logger.info("Resuming from %s", resume)
+    train_result = trainer.train(resume_from_checkpoint=resume)
+    trainer.save_metrics("train", train_result.metrics)
+
+    results = dict(train_result.metrics)
+    if "test" in splits:
+        test_metrics = trainer.evaluate(splits["test"], metric_key_prefix="test")
+        trainer.save_metrics("test", test_metrics)
+        results.update(test_metrics)
+    final_dir = Path(training_args.output_dir) / FINAL_MODEL_DIR
+    if trainer.is_world_process_zero():
+        trainer.model.save_pretrained(final_dir)  # weights (safetensors), config, code files; no pickles
+        processor.save_pretrained(final_dir)
+        (final_dir / "all_results.json").write_text(json.dumps(results, indent=2) + "\n")
+        if push_to_hub:
+            from huggingface_hub import create_repo, upload_folder
+
+            repo_id = training_args.hub_model_id or final_dir.parent.name
+            create_repo(repo_id, private=training_args.hub_private_repo, exist_ok=True)
+            upload_folder(repo_id=repo_id, folder_path=str(final_dir), commit_message="Upload trained ViT-MNIST")
+    return results
+
+
+if __name__ == "__main__":
+    torch.set_float32_matmul_precision("high")
+    main()

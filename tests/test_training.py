@@ -1,0 +1,98 @@
+"""End-to-end training through scripts/train.py (in-process, tiny model, small real subset of MNIST)."""
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "scripts"))
+import evaluate_checkpoint  # noqa: E402
+import train  # noqa: E402
+
+TINY = ["--hidden_size", "32", "--num_hidden_layers", "2", "--num_attention_heads", "2", "--intermediate_size", "64",
+        "--patch_size", "7", "--learning_rate", "3e-3", "--warmup_steps", "0.1", "--per_device_train_batch_size", "64",
+        "--max_train_samples", "3000", "--max_eval_samples", "1000", "--validation_size", "1000",
+        "--logging_steps", "10", "--disable_tqdm", "true", "--report_to", "none", "--seed", "7", "--augment", "false"]
+
+
+def _train(output_dir, *extra) -> dict:
+    return train.main([*TINY, "--output_dir", str(output_dir), *extra])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    output_dir = tmp_path_factory.mktemp("run")
+    results = _train(output_dir, "--num_train_epochs", "3")
+    return output_dir, results
+
+
+def test_training_learns_and_writes_the_hub_folder(trained):
+    output_dir, results = trained
+    assert results["test_accuracy"] > 0.35, results  # chance is 0.1; this tiny ViT sees 3,000 digits 3 times
+    final = output_dir / train.FINAL_MODEL_DIR
+    names = {path.name for path in final.iterdir()}
+    assert {"model.safetensors", "config.json", "preprocessor_config.json", "all_results.json",
+            "configuration_vit_mnist.py", "modeling_vit_mnist.py", "image_processing_vit_mnist.py"} <= names
+    assert not any(name.endswith((".bin", ".pt", ".pth", ".pkl")) for name in names), names
+    assert json.loads((final / "all_results.json").read_text())["test_accuracy"] == results["test_accuracy"]
+
+
+def test_best_checkpoint_is_chosen_on_validation_and_test_is_only_logged(trained):
+    output_dir, _ = trained
+    checkpoints = sorted(output_dir.glob("checkpoint-*"), key=lambda path: int(path.name.split("-")[1]))
+    state = json.loads((checkpoints[-1] / "trainer_state.json").read_text())
+    validation = [entry["eval_validation_accuracy"] for entry in state["log_history"]
+                  if "eval_validation_accuracy" in entry]
+    assert len(validation) == 3 and state["best_metric"] == max(validation)
+    assert all("elapsed_seconds" in entry for entry in state["log_history"])
+    best = load_file(Path(state["best_model_checkpoint"]) / "model.safetensors")
+    final = load_file(output_dir / train.FINAL_MODEL_DIR / "model.safetensors")
+    assert all(torch.equal(best[name], final[name]) for name in best)
+
+
+def test_resume_continues_where_it_stopped(tmp_path):
+    """Resuming from the epoch-1 checkpoint of a 2-epoch run reproduces that run's final weights exactly: the
+    optimizer, scheduler, RNG (augmentation) and data order all continue where they stopped."""
+    straight = tmp_path / "straight"
+    _train(straight, "--num_train_epochs", "2", "--track_test_accuracy", "false", "--save_total_limit", "3")
+    resumed = tmp_path / "resumed"
+    shutil.copytree(straight, resumed)
+    checkpoints = sorted(resumed.glob("checkpoint-*"), key=lambda path: int(path.name.split("-")[1]))
+    for later in [*checkpoints[1:], resumed / train.FINAL_MODEL_DIR]:
+        shutil.rmtree(later)
+    _train(resumed, "--num_train_epochs", "2", "--track_test_accuracy", "false")  # picks up checkpoint 1 itself
+    assert len(list(resumed.glob("checkpoint-*"))) == 2
+    a = load_file(straight / train.FINAL_MODEL_DIR / "model.safetensors")
+    b = load_file(resumed / train.FINAL_MODEL_DIR / "model.safetensors")
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+def test_unwritable_output_dir_fails_at_start(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(SystemExit, match="Cannot write to --output_dir"):
+        _train(blocker / "run", "--num_train_epochs", "1")
+
+
+def test_bad_dataset_dir_fails_with_a_clear_message(tmp_path):
+    with pytest.raises(SystemExit, match="Data error"):
+        _train(tmp_path / "run", "--dataset_dir", str(tmp_path / "missing"))
+
+
+def test_evaluate_script_writes_its_outputs(trained, idx_folder):
+    output_dir, _ = trained
+    results = evaluate_checkpoint.main(["--model", str(output_dir / train.FINAL_MODEL_DIR), "--dataset_dir",
+                                    str(idx_folder), "--output_dir", str(output_dir / "eval"), "--worst", "6"])
+    for name in ("eval_results.json", "confusion_matrix.png", "worst_mistakes.png"):
+        assert (output_dir / "eval" / name).stat().st_size > 0, name
+    saved = json.loads((output_dir / "eval" / "eval_results.json").read_text())
+    assert saved["num_images"] == 100 and sum(saved["support"]) == 100
+    assert sum(map(sum, saved["confusion_matrix"])) == 100
+    assert saved["accuracy"] == results["accuracy"] > 0.3
+    assert len(saved["f1"]) == 10
+    assert all(mistake["true"] != mistake["predicted"] for mistake in saved["worst_mistakes"])
