@@ -1,9 +1,10 @@
 """Evaluate a checkpoint folder (or Hub id) on a dataset split: accuracy, macro-F1, per-class precision / recall /
 F1, the confusion matrix (JSON and PNG) and a grid of the most confident mistakes (PNG).
 
-    python scripts/evaluate_checkpoint.py --model release/vit-mnist                     # bundled MNIST, test split
+    python scripts/evaluate_checkpoint.py --model release/vit-mnist      # bundled MNIST, test split
     python scripts/evaluate_checkpoint.py --model runs/quick/final_model --output_dir runs/quick/eval
-    python scripts/evaluate_checkpoint.py --model runs/fashion/final_model --dataset_dir /usr/share/datasets/fashion-mnist
+    python scripts/evaluate_checkpoint.py --model runs/fashion/final_model \
+        --dataset_dir /usr/share/datasets/fashion-mnist
     python scripts/evaluate_checkpoint.py --model someone/vit-mnist --dataset_name ylecun/mnist --split test
 
 (Not named evaluate.py: that would shadow the `evaluate` library for every script in this folder.)
