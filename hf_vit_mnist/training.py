@@ -24,7 +24,8 @@ def make_compute_metrics(num_classes: int):
 
     def compute_metrics(eval_prediction) -> dict:
         logits, labels = eval_prediction.predictions, eval_prediction.label_ids
-        return metric.compute(predictions=np.argmax(logits, axis=-1), references=labels, num_classes=num_classes)
+        scores = metric.compute(predictions=np.argmax(logits, axis=-1), references=labels, num_classes=num_classes)
+        return {**scores, "num_images": len(labels)}  # each image counted once, also across processes
 
     return compute_metrics
 

@@ -15,6 +15,7 @@ checkpoint in --output_dir unless --resume_from_checkpoint names another (or "no
 import dataclasses
 import json
 import logging
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,6 +80,7 @@ class ViTMNISTTrainingArguments(TrainingArguments):
     load_best_model_at_end: bool = field(default=True)
     metric_for_best_model: str | None = field(default="validation_accuracy")
     remove_unused_columns: bool = field(default=False)  # the collator needs the raw columns
+    ddp_find_unused_parameters: bool | None = field(default=False)  # every parameter is used: skip the search
     per_device_train_batch_size: int = field(default=128)
     per_device_eval_batch_size: int = field(default=512)
     learning_rate: float = field(default=1e-3)
@@ -120,7 +122,15 @@ def build_model(model_args: ModelArguments, label_names: list[str], image_size: 
     return ViTMNISTForImageClassification(config)
 
 
+def use_cpu_processes_without_gpu() -> None:
+    """Under torchrun on a machine without a GPU, accelerate runs its CPU data parallelism (MULTI_CPU, gloo) only
+    when told the job is on CPU, as `accelerate launch --cpu` tells it; otherwise every process trains alone."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
+        os.environ.setdefault("ACCELERATE_USE_CPU", "true")
+
+
 def main(argv: list[str] | None = None) -> dict:
+    use_cpu_processes_without_gpu()
     model_args, data_args, training_args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     check_output_dir(training_args.output_dir)
@@ -153,8 +163,9 @@ def main(argv: list[str] | None = None) -> dict:
     eval_datasets = {"validation": splits["validation"]}
     if data_args.track_test_accuracy and "test" in splits:
         eval_datasets["test"] = splits["test"]
-    push_to_hub = training_args.push_to_hub  # we push the final folder ourselves, once, with our model card
-    training_args = dataclasses.replace(training_args, push_to_hub=False)
+    # We push the final folder ourselves, once, with its model card; Trainer would push every checkpoint.
+    # (Set in place: re-creating TrainingArguments would reset accelerate's distributed state under torchrun.)
+    push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
 
     trainer = DigitTrainer(
         model=model,
@@ -167,7 +178,8 @@ def main(argv: list[str] | None = None) -> dict:
         compute_metrics=make_compute_metrics(len(label_names)),
         callbacks=[ElapsedTimeCallback()],
     )
-    logger.info("Model: %d parameters", model.num_parameters())
+    logger.info("Model: %d parameters; %d process(es), %s", model.num_parameters(), training_args.world_size,
+                training_args.distributed_state.distributed_type)
 
     resume = training_args.resume_from_checkpoint
     if resume is None:

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -96,3 +97,21 @@ def test_evaluate_script_writes_its_outputs(trained, idx_folder):
     assert saved["accuracy"] == results["accuracy"] > 0.3
     assert len(saved["f1"]) == 10
     assert all(mistake["true"] != mistake["predicted"] for mistake in saved["worst_mistakes"])
+
+
+def test_two_data_parallel_cpu_processes(tmp_path, trained):
+    """torchrun with 2 processes (accelerate's MULTI_CPU mode, gloo): every test image is scored exactly once, and
+    the result is as good as the 1-process run with the same global batch."""
+    output_dir = tmp_path / "ddp"
+    tiny = [value if value != "64" or TINY[i - 1] != "--per_device_train_batch_size" else "32"
+            for i, value in enumerate(TINY)]  # 2 processes x 32 = the 1-process run's batch of 64
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+               str(Path(train.__file__)), *tiny, "--num_train_epochs", "3", "--max_eval_samples", "999",
+               "--output_dir", str(output_dir)]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "2 process(es), DistributedType.MULTI_CPU" in run.stderr
+    results = json.loads((output_dir / train.FINAL_MODEL_DIR / "all_results.json").read_text())
+    assert results["test_num_images"] == 999
+    _, single = trained
+    assert abs(results["test_accuracy"] - single["test_accuracy"]) < 0.1, (results, single)
