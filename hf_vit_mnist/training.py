@@ -1,6 +1,8 @@
 """Pieces of the training job that scripts/train.py and scripts/evaluate.py share: metrics through the shipped
 `evaluate` module, the wall-clock callback behind time-to-accuracy, and the checks run before training starts."""
 
+import os
+import platform
 import shutil
 import time
 from pathlib import Path
@@ -82,3 +84,41 @@ def check_output_dir(output_dir: str | Path) -> None:
             f"Only {free / 2**20:.0f} MiB free under {output_dir}; checkpoints need at least "
             f"{MIN_FREE_DISK_BYTES / 2**20:.0f} MiB. Free some space or choose another --output_dir."
         )
+
+
+def accuracy_history(log_history: list[dict]) -> list[dict]:
+    """Per evaluation: epoch, training wall-clock so far, validation and (if tracked) test accuracy."""
+    rows: dict[float, dict] = {}
+    for entry in log_history:
+        for split in ("validation", "test"):
+            if f"eval_{split}_accuracy" in entry:
+                row = rows.setdefault(entry["epoch"], {"epoch": entry["epoch"]})
+                row[f"{split}_accuracy"] = entry[f"eval_{split}_accuracy"]
+                row["elapsed_seconds"] = max(row.get("elapsed_seconds", 0), entry.get("elapsed_seconds", 0))
+    return [rows[epoch] for epoch in sorted(rows)]
+
+
+def time_to_accuracy(history: list[dict], thresholds=(0.99, 0.995), split: str = "test") -> dict:
+    """Training wall-clock (seconds) at the first evaluation reaching each accuracy; None if never reached."""
+    result = {}
+    for threshold in thresholds:
+        reached = [row for row in history if row.get(f"{split}_accuracy", 0) >= threshold]
+        result[str(threshold)] = reached[0]["elapsed_seconds"] if reached else None
+    return result
+
+
+def hardware_summary(training_args) -> dict:
+    """What the run ran on, for the model card."""
+    import torch
+    import transformers
+
+    cpu = platform.processor()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                 if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    return {"device": str(training_args.device), "cpu": cpu, "cpu_cores": os.cpu_count(),
+            "processes": training_args.world_size,
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "torch": torch.__version__, "transformers": transformers.__version__}

@@ -24,6 +24,9 @@ import torch
 from transformers import HfArgumentParser, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for model_card/
+from push_to_hub import push
+
 from hf_vit_mnist import ViTMNISTConfig, ViTMNISTForImageClassification, ViTMNISTImageProcessor
 from hf_vit_mnist.data import (
     DataError,
@@ -32,7 +35,16 @@ from hf_vit_mnist.data import (
     load_image_classification_dataset,
     split_train_validation,
 )
-from hf_vit_mnist.training import DigitTrainer, ElapsedTimeCallback, check_output_dir, make_compute_metrics
+from hf_vit_mnist.training import (
+    DigitTrainer,
+    ElapsedTimeCallback,
+    accuracy_history,
+    check_output_dir,
+    hardware_summary,
+    make_compute_metrics,
+    time_to_accuracy,
+)
+from model_card.build import write_model_card
 
 logger = logging.getLogger("train")
 FINAL_MODEL_DIR = "final_model"  # inside --output_dir: exactly what is pushed to the Hub
@@ -122,6 +134,28 @@ def build_model(model_args: ModelArguments, label_names: list[str], image_size: 
     return ViTMNISTForImageClassification(config)
 
 
+RECIPE_TRAINING_FIELDS = ("learning_rate", "weight_decay", "warmup_steps", "lr_scheduler_type", "optim",
+                          "label_smoothing_factor", "num_train_epochs", "per_device_train_batch_size",
+                          "gradient_accumulation_steps", "max_grad_norm", "seed", "bf16", "torch_compile")
+
+
+def training_summary(model_args, data_args, training_args, trainer, label_names) -> dict:
+    """Everything the model card reports about how the model was made, from this run's own records."""
+    history = accuracy_history(trainer.state.log_history)
+    return {
+        "recipe": {"model": dataclasses.asdict(model_args), "data": dataclasses.asdict(data_args),
+                   "training": {name: getattr(training_args, name) for name in RECIPE_TRAINING_FIELDS}},
+        "global_batch_size": training_args.train_batch_size * training_args.world_size
+        * training_args.gradient_accumulation_steps,
+        "num_parameters": trainer.model.num_parameters(),
+        "label_names": label_names,
+        "hardware": hardware_summary(training_args),
+        "train_wall_clock_seconds": history[-1]["elapsed_seconds"] if history else None,
+        "time_to_test_accuracy_seconds": time_to_accuracy(history),
+        "history": history,
+    }
+
+
 def use_cpu_processes_without_gpu() -> None:
     """Under torchrun on a machine without a GPU, accelerate runs its CPU data parallelism (MULTI_CPU, gloo) only
     when told the job is on CPU, as `accelerate launch --cpu` tells it; otherwise every process trains alone."""
@@ -201,12 +235,15 @@ def main(argv: list[str] | None = None) -> dict:
         trainer.model.save_pretrained(final_dir)  # weights (safetensors), config, code files; no pickles
         processor.save_pretrained(final_dir)
         (final_dir / "all_results.json").write_text(json.dumps(results, indent=2) + "\n")
+        summary = training_summary(model_args, data_args, training_args, trainer, label_names)
+        summary["split_sizes"] = {name: len(split) for name, split in splits.items()}
+        (final_dir / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        repo_id = training_args.hub_model_id or final_dir.parent.name
+        write_model_card(final_dir, repo_id=repo_id)
+        logger.info("Saved %s: the folder the Hub receives", final_dir)
         if push_to_hub:
-            from huggingface_hub import create_repo, upload_folder
-
-            repo_id = training_args.hub_model_id or final_dir.parent.name
-            create_repo(repo_id, private=training_args.hub_private_repo, exist_ok=True)
-            upload_folder(repo_id=repo_id, folder_path=str(final_dir), commit_message="Upload trained ViT-MNIST")
+            logger.info("Pushed: %s", push(final_dir, repo_id, private=training_args.hub_private_repo,
+                                           token=training_args.hub_token))
     return results
 
 

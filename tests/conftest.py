@@ -5,6 +5,7 @@ import gzip
 import numpy as np
 import pytest
 import torch
+import train  # scripts/train.py (scripts/ is on pytest's pythonpath)
 
 from hf_vit_mnist import ViTMNISTConfig, ViTMNISTForImageClassification, ViTMNISTImageProcessor
 from hf_vit_mnist.data import BUNDLED_MNIST_DIR, read_idx
@@ -68,3 +69,21 @@ def idx_folder(tmp_path, mnist_test):
     _write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", images[300:400], 2051)
     _write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", labels[300:400], 2049)
     return tmp_path
+
+
+TINY = ["--hidden_size", "32", "--num_hidden_layers", "2", "--num_attention_heads", "2", "--intermediate_size", "64",
+        "--patch_size", "7", "--learning_rate", "3e-3", "--warmup_steps", "0.1", "--per_device_train_batch_size", "64",
+        "--max_train_samples", "3000", "--max_eval_samples", "1000", "--validation_size", "1000",
+        "--logging_steps", "10", "--disable_tqdm", "true", "--report_to", "none", "--seed", "7", "--augment", "false"]
+
+
+def train_tiny(output_dir, *extra) -> dict:
+    return train.main([*TINY, "--output_dir", str(output_dir), *extra])
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """A tiny ViT trained for 3 epochs on 3,000 real MNIST digits by scripts/train.py, in-process."""
+    output_dir = tmp_path_factory.mktemp("run")
+    results = train_tiny(output_dir, "--num_train_epochs", "3")
+    return output_dir, results

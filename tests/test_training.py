@@ -6,29 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import evaluate_checkpoint  # scripts/ is on pytest's pythonpath
 import pytest
 import torch
+import train
+from conftest import TINY, train_tiny
 from safetensors.torch import load_file
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "scripts"))
-import evaluate_checkpoint  # noqa: E402
-import train  # noqa: E402
-
-TINY = ["--hidden_size", "32", "--num_hidden_layers", "2", "--num_attention_heads", "2", "--intermediate_size", "64",
-        "--patch_size", "7", "--learning_rate", "3e-3", "--warmup_steps", "0.1", "--per_device_train_batch_size", "64",
-        "--max_train_samples", "3000", "--max_eval_samples", "1000", "--validation_size", "1000",
-        "--logging_steps", "10", "--disable_tqdm", "true", "--report_to", "none", "--seed", "7", "--augment", "false"]
-
-
-def _train(output_dir, *extra) -> dict:
-    return train.main([*TINY, "--output_dir", str(output_dir), *extra])
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    output_dir = tmp_path_factory.mktemp("run")
-    results = _train(output_dir, "--num_train_epochs", "3")
-    return output_dir, results
 
 
 def test_training_learns_and_writes_the_hub_folder(trained):
@@ -59,13 +42,13 @@ def test_resume_continues_where_it_stopped(tmp_path):
     """Resuming from the epoch-1 checkpoint of a 2-epoch run reproduces that run's final weights exactly: the
     optimizer, scheduler, RNG (augmentation) and data order all continue where they stopped."""
     straight = tmp_path / "straight"
-    _train(straight, "--num_train_epochs", "2", "--track_test_accuracy", "false", "--save_total_limit", "3")
+    train_tiny(straight, "--num_train_epochs", "2", "--track_test_accuracy", "false", "--save_total_limit", "3")
     resumed = tmp_path / "resumed"
     shutil.copytree(straight, resumed)
     checkpoints = sorted(resumed.glob("checkpoint-*"), key=lambda path: int(path.name.split("-")[1]))
     for later in [*checkpoints[1:], resumed / train.FINAL_MODEL_DIR]:
         shutil.rmtree(later)
-    _train(resumed, "--num_train_epochs", "2", "--track_test_accuracy", "false")  # picks up checkpoint 1 itself
+    train_tiny(resumed, "--num_train_epochs", "2", "--track_test_accuracy", "false")  # picks up checkpoint 1 itself
     assert len(list(resumed.glob("checkpoint-*"))) == 2
     a = load_file(straight / train.FINAL_MODEL_DIR / "model.safetensors")
     b = load_file(resumed / train.FINAL_MODEL_DIR / "model.safetensors")
@@ -77,12 +60,12 @@ def test_unwritable_output_dir_fails_at_start(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     with pytest.raises(SystemExit, match="Cannot write to --output_dir"):
-        _train(blocker / "run", "--num_train_epochs", "1")
+        train_tiny(blocker / "run", "--num_train_epochs", "1")
 
 
 def test_bad_dataset_dir_fails_with_a_clear_message(tmp_path):
     with pytest.raises(SystemExit, match="Data error"):
-        _train(tmp_path / "run", "--dataset_dir", str(tmp_path / "missing"))
+        train_tiny(tmp_path / "run", "--dataset_dir", str(tmp_path / "missing"))
 
 
 def test_evaluate_script_writes_its_outputs(trained, idx_folder):
