@@ -1,0 +1,30 @@
+import copy
+
+import torch
+from conftest import make_tiny_config
+
+from hf_vit_mnist import ViTMNISTForImageClassification
+from hf_vit_mnist.convert import to_transformers_vit
+
+
+def test_transformers_vit_computes_the_same_function():
+    torch.manual_seed(0)
+    ours = ViTMNISTForImageClassification(make_tiny_config(patch_size=4)).eval()
+    theirs = to_transformers_vit(ours).eval()
+    pixels = torch.randn(4, 1, 28, 28)
+    with torch.no_grad():
+        torch.testing.assert_close(theirs(pixels).logits, ours(pixels).logits, atol=1e-5, rtol=0)
+
+
+def test_same_gradients_in_training_mode():
+    torch.manual_seed(0)
+    ours = ViTMNISTForImageClassification(make_tiny_config(patch_size=4)).train()
+    theirs = to_transformers_vit(copy.deepcopy(ours)).train()
+    pixels, labels = torch.randn(4, 1, 28, 28), torch.tensor([1, 2, 3, 4])
+    ours(pixels, labels=labels).loss.backward()
+    theirs(pixels, labels=labels).loss.backward()
+    torch.testing.assert_close(theirs.classifier.weight.grad, ours.classifier.weight.grad, atol=1e-6, rtol=1e-4)
+    fused = ours.vit.layers[0].attention.qkv.weight.grad
+    attention = theirs.vit.layers[0].attention
+    split = torch.cat([attention.q_proj.weight.grad, attention.k_proj.weight.grad, attention.v_proj.weight.grad])
+    torch.testing.assert_close(split, fused, atol=1e-6, rtol=1e-4)
