@@ -24,6 +24,7 @@ setup(
         "pillow",
         "tensorboard",
         "matplotlib",
+        "psutil",
     ],
     extras_require={
         "dev": ["pytest>=8", "ruff", "hypothesis"],

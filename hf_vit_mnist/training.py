@@ -107,18 +107,21 @@ def time_to_accuracy(history: list[dict], thresholds=(0.99, 0.995), split: str =
     return result
 
 
+def cpu_name() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
 def hardware_summary(training_args) -> dict:
     """What the run ran on, for the model card."""
     import torch
     import transformers
 
-    cpu = platform.processor()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                 if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    return {"device": str(training_args.device), "cpu": cpu, "cpu_cores": os.cpu_count(),
+    return {"device": str(training_args.device), "cpu": cpu_name(), "cpu_cores": os.cpu_count(),
             "processes": training_args.world_size,
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
             "torch": torch.__version__, "transformers": transformers.__version__}

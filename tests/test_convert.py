@@ -1,5 +1,6 @@
 import copy
 
+import pytest
 import torch
 from conftest import make_tiny_config
 
@@ -28,3 +29,14 @@ def test_same_gradients_in_training_mode():
     attention = theirs.vit.layers[0].attention
     split = torch.cat([attention.q_proj.weight.grad, attention.k_proj.weight.grad, attention.v_proj.weight.grad])
     torch.testing.assert_close(split, fused, atol=1e-6, rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_benchmark_quick_run_writes_json_and_table(tmp_path):
+    import benchmark  # scripts/benchmark.py
+
+    results = benchmark.main(["--quick", "--output_dir", str(tmp_path)])
+    release = results["configs"]["release"]
+    assert release["max_logit_difference"] < 1e-4
+    assert set(release["variants"]) == {"ours eager fp32", "transformers eager fp32"}
+    assert (tmp_path / "results.md").read_text().count("| ours eager fp32 |") == 1
