@@ -4,6 +4,7 @@
 import os
 import platform
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -73,9 +74,8 @@ def check_output_dir(output_dir: str | Path) -> None:
     output_dir = Path(output_dir)
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
-        probe = output_dir / ".write_test"
-        probe.write_bytes(b"ok")
-        probe.unlink()
+        with tempfile.TemporaryFile(dir=output_dir) as probe:  # a unique name: data-parallel ranks check at once
+            probe.write(b"ok")
     except OSError as error:
         raise SystemExit(f"Cannot write to --output_dir {output_dir}: {error}. Choose a writable folder.") from None
     free = shutil.disk_usage(output_dir).free
