@@ -12,10 +12,10 @@ range. Writes benchmarks/results.json and benchmarks/results.md.
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -36,6 +36,9 @@ CONFIGS = {
 TRAIN_BATCH = 128
 INFERENCE_BATCHES = (256, 1024)
 MIN_SECONDS = 2.0  # each timing runs at least this long (and at least 3 calls)
+# Each compiled variant (train / inference, fp32 / bf16, batch sizes) is its own graph of the same forward code;
+# dynamo's default limit of 8 graphs per code object would silently fall back to eager for the rest.
+torch._dynamo.config.recompile_limit = 64
 
 
 def build_pair(config_name: str) -> dict:
@@ -107,20 +110,31 @@ def pipeline_latency_ms(model, repeats: int = 30) -> float:
 
 
 def peak_memory_mb(kind: str, config_name: str, precision: str) -> float:
-    """Peak resident memory of a fresh process building the model and running training steps, minus its resident
-    memory just before (imports done)."""
+    """Peak resident memory that building the model and running training steps adds, in a fresh process: RSS is
+    sampled every millisecond during the steps, minus the RSS just before the model is built."""
     run = subprocess.run([sys.executable, __file__, "--_memory_probe", kind, config_name, precision],
                          capture_output=True, text=True, check=True)
     return float(run.stdout.strip().splitlines()[-1])
 
 
 def _memory_probe(kind: str, config_name: str, precision: str) -> None:
-    baseline = psutil.Process().memory_info().rss / 1024  # KiB, like ru_maxrss on Linux
+    process = psutil.Process()
+    baseline, peak, done = process.memory_info().rss, [0], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], process.memory_info().rss)
+            time.sleep(0.001)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
     model = build_pair(config_name)[kind].train()
     step = training_step(model, torch.optim.AdamW(model.parameters()), precision)
     for _ in range(3):
         step()
-    print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - baseline) / 1024)  # Linux reports KiB
+    done.set()
+    sampler.join()
+    print((peak[0] - baseline) / 2**20)
 
 
 def summarise(values: list[float]) -> dict:
@@ -142,9 +156,7 @@ def benchmark_config(config_name: str, repeats: int, modes: list[str], precision
         for mode in modes:
             for precision in precisions:
                 name = f"{kind} {mode} {precision}"
-                runnable = model
-                if mode == "compiled":
-                    runnable = torch.compile(model)
+                runnable = torch.compile(model) if mode == "compiled" else model
                 optimizer = torch.optim.AdamW(model.parameters(), fused=True)
                 calls = {"train": training_step(runnable.train(), optimizer, precision)}
                 calls.update({f"infer_{batch}": inference_call(runnable, batch, precision)
