@@ -10,6 +10,7 @@ from pathlib import Path
 
 import evaluate
 import numpy as np
+import torch
 from transformers import Trainer, TrainerCallback
 
 from .metrics import CLASSIFICATION_REPORT_PATH
@@ -54,6 +55,23 @@ class DigitTrainer(Trainer):
 
     def get_test_dataloader(self, test_dataset):
         return self._with_eval_collator(super().get_test_dataloader, test_dataset)
+
+
+class NonFiniteTrainingError(RuntimeError):
+    """Training produced NaN or infinite weights; the message says where and what to change."""
+
+
+class NonFiniteWeightsCallback(TrainerCallback):
+    """Stops training at the first step that leaves a non-finite weight (a NaN or infinite loss does that through
+    its gradients), before a checkpoint of broken weights can be written: the last checkpoint stays good."""
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if not all(torch.isfinite(parameter).all() for parameter in model.parameters()):
+            raise NonFiniteTrainingError(
+                f"Training diverged at step {state.global_step} (epoch {state.epoch:.2f}): the loss or the "
+                "weights became NaN or infinite, so training stopped before saving them. Lower --learning_rate or "
+                "raise --warmup_steps, then run again: it resumes from the last good checkpoint."
+            )
 
 
 class ElapsedTimeCallback(TrainerCallback):

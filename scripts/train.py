@@ -38,6 +38,8 @@ from hf_vit_mnist.data import (
 from hf_vit_mnist.training import (
     DigitTrainer,
     ElapsedTimeCallback,
+    NonFiniteTrainingError,
+    NonFiniteWeightsCallback,
     accuracy_history,
     check_output_dir,
     hardware_summary,
@@ -210,7 +212,7 @@ def main(argv: list[str] | None = None) -> dict:
         eval_data_collator=DigitCollator(mean, std),
         processing_class=processor,
         compute_metrics=make_compute_metrics(len(label_names)),
-        callbacks=[ElapsedTimeCallback()],
+        callbacks=[ElapsedTimeCallback(), NonFiniteWeightsCallback()],
     )
     logger.info("Model: %d parameters; %d process(es), %s", model.num_parameters(), training_args.world_size,
                 training_args.distributed_state.distributed_type)
@@ -222,7 +224,11 @@ def main(argv: list[str] | None = None) -> dict:
         resume = None
     if resume:
         logger.info("Resuming from %s", resume)
-    train_result = trainer.train(resume_from_checkpoint=resume)
+    try:
+        train_result = trainer.train(resume_from_checkpoint=resume)
+    except NonFiniteTrainingError as error:
+        last = get_last_checkpoint(training_args.output_dir)
+        raise SystemExit(f"{error} Last good checkpoint: {last or 'none yet'}.") from None
     trainer.save_metrics("train", train_result.metrics)
 
     results = dict(train_result.metrics)
