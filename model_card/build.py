@@ -13,6 +13,7 @@
 import argparse
 import hashlib
 import json
+import re
 from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
@@ -36,12 +37,18 @@ def _duration(seconds: float | None) -> str:
     return f"{minutes} min {seconds} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"
 
 
-def build_model_card(model_dir: str | Path, repo_id: str | None = None, dataset_id: str = "ylecun/mnist",
-                     dataset_name: str = "MNIST") -> ModelCard:
+def build_model_card(model_dir: str | Path, repo_id: str | None = None) -> ModelCard:
     model_dir = Path(model_dir)
     config = json.loads((model_dir / "config.json").read_text())
     results = json.loads((model_dir / "all_results.json").read_text())
     summary = _read_json(model_dir / "training_summary.json") or {}
+    # The data the run used: the bundled copy is the Hub's ylecun/mnist; a Hub name is its own id; a local folder
+    # has no Hub id, so the card names the folder and its metadata lists no dataset.
+    source = summary.get("dataset", "bundled MNIST")
+    is_mnist = source in ("bundled MNIST", "ylecun/mnist", "mnist")
+    is_hub_id = re.fullmatch(r"[\w.-]+/[\w.-]+", source) and not Path(source).exists()
+    dataset_id = "ylecun/mnist" if is_mnist else (source if is_hub_id else None)
+    dataset_name = "MNIST" if is_mnist else Path(source).name
     evaluation = _read_json(model_dir / "eval" / "eval_results.json")
     seeds = _read_json(model_dir / "seeds.json")
     repo_id = repo_id or model_dir.name
@@ -53,13 +60,16 @@ def build_model_card(model_dir: str | Path, repo_id: str | None = None, dataset_
         library_name="transformers",
         pipeline_tag="image-classification",
         license="apache-2.0",
-        datasets=[dataset_id],
+        datasets=[dataset_id] if dataset_id else None,
         metrics=["accuracy", "f1"],
-        tags=["vision-transformer", "vit", "mnist", "image-classification", "hf-vit-mnist", "custom_code"],
+        tags=["vision-transformer", "vit", "image-classification", "hf-vit-mnist", "custom_code"]
+        + (["mnist"] if is_mnist else []),
         eval_results=[
-            EvalResult(task_type="image-classification", dataset_type=dataset_id, dataset_name=dataset_name,
-                       dataset_split="test", metric_type="accuracy", metric_value=results["test_accuracy"]),
-            EvalResult(task_type="image-classification", dataset_type=dataset_id, dataset_name=dataset_name,
+            EvalResult(task_type="image-classification", dataset_type=dataset_id or dataset_name,
+                       dataset_name=dataset_name, dataset_split="test", metric_type="accuracy",
+                       metric_value=results["test_accuracy"]),
+            EvalResult(task_type="image-classification", dataset_type=dataset_id or dataset_name,
+                       dataset_name=dataset_name,
                        dataset_split="test", metric_type="f1", metric_name="macro-F1",
                        metric_value=results["test_macro_f1"]),
         ],
@@ -98,6 +108,7 @@ def build_model_card(model_dir: str | Path, repo_id: str | None = None, dataset_
         model_name=repo_id.split("/")[-1],
         repo_id=repo_id,
         dataset_name=dataset_name,
+        subject="28x28 handwritten digits" if is_mnist else f"28x28 grayscale images ({dataset_name})",
         num_patches=(config["image_size"] // config["patch_size"]) ** 2,
         patch_size=config["patch_size"],
         hidden_size=config["hidden_size"],

@@ -243,6 +243,7 @@ def main(argv: list[str] | None = None) -> dict:
         (final_dir / "all_results.json").write_text(json.dumps(results, indent=2) + "\n")
         summary = training_summary(model_args, data_args, training_args, trainer, label_names)
         summary["split_sizes"] = {name: len(split) for name, split in splits.items()}
+        summary["dataset"] = data_args.dataset_name or data_args.dataset_dir or "bundled MNIST"
         (final_dir / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         repo_id = training_args.hub_model_id or final_dir.parent.name
         write_model_card(final_dir, repo_id=repo_id)

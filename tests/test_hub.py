@@ -90,3 +90,18 @@ def test_unreachable_hub_says_so_in_one_line(trained, monkeypatch):
 def test_incomplete_folder_is_refused(tmp_path):
     with pytest.raises(SystemExit, match="not a complete trained model folder"):
         push_to_hub.main([str(tmp_path), "--local_dir", str(tmp_path / "out")])
+
+
+def test_card_names_the_data_the_run_used(hub_folder, tmp_path):
+    import shutil
+
+    other = tmp_path / "fashion-run"
+    shutil.copytree(hub_folder, other)
+    summary = json.loads((other / "training_summary.json").read_text())
+    assert summary["dataset"] == "bundled MNIST"
+    assert ModelCard.load(hub_folder / "README.md").data.datasets == ["ylecun/mnist"]
+    summary["dataset"] = str(tmp_path / "fashion-mnist")  # a local IDX folder: no Hub id to list
+    (other / "training_summary.json").write_text(json.dumps(summary))
+    card = build_model_card(other)
+    assert card.data.datasets is None and "handwritten digits" not in card.text
+    assert "fashion-mnist" in card.text
