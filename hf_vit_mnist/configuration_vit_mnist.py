@@ -82,6 +82,18 @@ class ViTMNISTConfig(PreTrainedConfig):
         if self.pooling not in POOLING_CHOICES:
             raise ValueError(f"ViTMNISTConfig.pooling must be one of {POOLING_CHOICES}, got {self.pooling!r}.")
 
+    @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs):
+        # transformers only warns when a config of another model type is loaded; the weights would then fail to
+        # load with a long report, or load into the wrong places. Say what the checkpoint is instead.
+        model_type = config_dict.get("model_type")
+        if model_type not in (None, cls.model_type):
+            raise ValueError(
+                f"This config.json has model_type '{model_type}', not '{cls.model_type}': the checkpoint was not "
+                "saved by hf-vit-mnist. Load it with transformers' Auto classes, or train a ViTMNIST model."
+            )
+        return super().from_dict(config_dict, **kwargs)
+
     @property
     def num_patches(self) -> int:
         """Number of patch tokens N: (image_size / patch_size) ** 2."""

@@ -52,3 +52,17 @@ def test_json_round_trip(tmp_path):
 def test_invalid_values_raise_value_error_naming_the_field(kwargs, field):
     with pytest.raises(ValueError, match=field):
         ViTMNISTConfig(**kwargs)
+
+
+def test_a_checkpoint_of_another_model_type_is_refused_clearly(tmp_path):
+    from transformers import ViTConfig, ViTForImageClassification
+
+    from hf_vit_mnist import ViTMNISTForImageClassification
+
+    vit = ViTConfig(image_size=28, patch_size=4, num_channels=1, hidden_size=32, num_hidden_layers=1,
+                    num_attention_heads=4, intermediate_size=64)
+    ViTForImageClassification(vit).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="model_type 'vit', not 'vit_mnist'"):
+        ViTMNISTConfig.from_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="not saved by hf-vit-mnist"):
+        ViTMNISTForImageClassification.from_pretrained(tmp_path)
