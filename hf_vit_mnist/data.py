@@ -93,23 +93,22 @@ def load_idx_folder(
     directory = Path(directory)
     if not directory.is_dir():
         raise DataError(f"--dataset_dir {directory} is not a folder.")
-    splits, label_md5 = {}, None
+    md5 = check_md5 or {}
+    splits = {}
     for split, (images_stem, labels_stem) in IDX_FILES.items():
-        md5 = check_md5 or {}
         images = read_idx(_find_idx_file(directory, images_stem), md5.get(images_stem))
-        labels_path = _find_idx_file(directory, labels_stem)
-        labels = read_idx(labels_path, md5.get(labels_stem))
+        labels = read_idx(_find_idx_file(directory, labels_stem), md5.get(labels_stem))
         if images.ndim != 3 or labels.ndim != 1:
             raise DataError(f"{directory}: expected images (N, H, W) and labels (N,), got {images.shape} and "
                             f"{labels.shape}: are the images and labels files swapped?")
         if len(images) != len(labels):
             raise DataError(f"{directory}, {split}: {len(images)} images but {len(labels)} labels.")
         splits[split] = (images, labels)
-        if split == "test":
-            label_md5 = hashlib.md5(np.ascontiguousarray(labels).tobytes()).hexdigest()
     if label_names is None:
+        test_labels_md5 = hashlib.md5(np.ascontiguousarray(splits["test"][1]).tobytes()).hexdigest()
         num_labels = int(max(labels.max() for _, labels in splits.values())) + 1
-        label_names = FASHION_MNIST_NAMES if _is_fashion_mnist(label_md5) else [str(i) for i in range(num_labels)]
+        is_fashion = test_labels_md5 == FASHION_MNIST_TEST_LABELS_MD5
+        label_names = FASHION_MNIST_NAMES if is_fashion else [str(i) for i in range(num_labels)]
     features = Features({"image": Image(), "label": ClassLabel(names=list(label_names))})
     dataset = DatasetDict(
         {
@@ -120,10 +119,6 @@ def load_idx_folder(
     )
     validate_dataset(dataset)
     return dataset
-
-
-def _is_fashion_mnist(test_labels_data_md5: str) -> bool:
-    return test_labels_data_md5 == FASHION_MNIST_TEST_LABELS_MD5
 
 
 @functools.cache

@@ -11,6 +11,7 @@ from pathlib import Path
 import evaluate
 import numpy as np
 import torch
+import transformers
 from transformers import Trainer, TrainerCallback
 
 from .metrics import CLASSIFICATION_REPORT_PATH
@@ -66,7 +67,8 @@ class NonFiniteWeightsCallback(TrainerCallback):
     its gradients), before a checkpoint of broken weights can be written: the last checkpoint stays good."""
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
-        if not all(torch.isfinite(parameter).all() for parameter in model.parameters()):
+        finite = torch.stack([parameter.isfinite().all() for parameter in model.parameters()]).all()
+        if not finite:  # one host sync per step, not one per parameter
             raise NonFiniteTrainingError(
                 f"Training diverged at step {state.global_step} (epoch {state.epoch:.2f}): the loss or the "
                 "weights became NaN or infinite, so training stopped before saving them. Lower --learning_rate or "
@@ -136,9 +138,6 @@ def cpu_name() -> str:
 
 def hardware_summary(training_args) -> dict:
     """What the run ran on, for the model card."""
-    import torch
-    import transformers
-
     return {"device": str(training_args.device), "cpu": cpu_name(), "cpu_cores": os.cpu_count(),
             "processes": training_args.world_size,
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
