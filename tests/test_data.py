@@ -4,7 +4,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from datasets import ClassLabel, Features, Image
+from datasets import ClassLabel, Features, Image, load_from_disk
 
 from hf_vit_mnist.data import (
     BUNDLED_MNIST_DIR,
@@ -13,6 +13,7 @@ from hf_vit_mnist.data import (
     DataError,
     DigitCollator,
     DigitTensors,
+    _save_to_cache,
     load_bundled_mnist,
     load_idx_folder,
     read_idx,
@@ -44,6 +45,17 @@ def test_idx_folder_has_the_hub_schema_and_the_same_pixels(idx_folder, mnist_tes
     tensors = DigitTensors(dataset["test"])
     assert torch.equal(tensors.images, torch.from_numpy(mnist_test[0][300:400].copy()))
     assert torch.equal(tensors.labels, torch.from_numpy(mnist_test[1][300:400].astype(np.int64)))
+
+
+def test_cache_is_written_whole_and_a_second_writer_leaves_nothing_behind(idx_folder, tmp_path):
+    dataset = load_idx_folder(idx_folder)
+    target = tmp_path / "cache" / "mnist-test"
+    _save_to_cache(dataset, target)
+    _save_to_cache(dataset, target)  # as a second data-parallel rank would: the first copy wins
+    assert [path.name for path in target.parent.iterdir()] == ["mnist-test"]
+    cached = load_from_disk(str(target))
+    assert cached["train"].features == HUB_MNIST_FEATURES
+    assert torch.equal(DigitTensors(cached["test"]).images, DigitTensors(dataset["test"]).images)
 
 
 def test_md5_mismatch_is_reported(tmp_path):
@@ -95,6 +107,8 @@ def test_validation_split_is_seeded_stratified_and_disjoint(idx_folder):
     again = split_train_validation(dataset, validation_size=50, seed=3)
     assert len(first["train"]) == 250 and len(first["validation"]) == 50 and len(first["test"]) == 100
     assert first["validation"]["label"] == again["validation"]["label"]
+    expected = np.bincount(dataset["train"]["label"][:], minlength=10) * 50 / 300  # each class in proportion
+    assert np.all(np.abs(np.bincount(first["validation"]["label"][:], minlength=10) - expected) <= 1)
     train_pixels = {bytes(np.asarray(image)) for image in first["train"]["image"]}
     assert not any(bytes(np.asarray(image)) in train_pixels for image in first["validation"]["image"])
 
