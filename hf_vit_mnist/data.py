@@ -254,6 +254,8 @@ class DigitCollator:
     rotation_degrees: float = 10.0
     scale_range: tuple[float, float] = (0.9, 1.1)
     translate_fraction: float = 0.1  # of the image side
+    erase_probability: float = 0.0  # chance that an image loses a random rectangle (random erasing), after the affine
+    erase_area: tuple[float, float] = (0.02, 0.15)  # the rectangle's share of the image
     generator: torch.Generator | None = None
 
     def __call__(self, features: list[dict]) -> dict:
@@ -261,6 +263,8 @@ class DigitCollator:
         labels = torch.stack([f["labels"] for f in features])
         if self.augment:
             images = self.random_affine(images)
+            if self.erase_probability > 0:
+                images = self.random_erase(images)
         return {"pixel_values": images.sub_(self.mean).div_(self.std), "labels": labels}
 
     def random_affine(self, images: torch.Tensor) -> torch.Tensor:
@@ -280,3 +284,22 @@ class DigitCollator:
         grid = torch.nn.functional.affine_grid(theta, list(images.shape), align_corners=False)
         return torch.nn.functional.grid_sample(images, grid, mode="bilinear", padding_mode="zeros",
                                                align_corners=False)
+
+    def random_erase(self, images: torch.Tensor) -> torch.Tensor:
+        """Sets one random rectangle per chosen image to the background (0), as torchvision's RandomErasing does
+        one image at a time; aspect ratios 1/3..3, log-uniform."""
+        batch, _, height, width = images.shape
+        rand = functools.partial(torch.rand, batch, generator=self.generator)
+        low, high = self.erase_area
+        area = (rand() * (high - low) + low) * height * width
+        aspect = torch.exp((rand() * 2 - 1) * math.log(3))
+        box_h = (area * aspect).sqrt().round().clamp(1, height)
+        box_w = (area / aspect).sqrt().round().clamp(1, width)
+        top = (rand() * (height - box_h + 1)).floor()
+        left = (rand() * (width - box_w + 1)).floor()
+        rows = torch.arange(height).view(1, height, 1)
+        cols = torch.arange(width).view(1, 1, width)
+        inside = ((rows >= top.view(-1, 1, 1)) & (rows < (top + box_h).view(-1, 1, 1))
+                  & (cols >= left.view(-1, 1, 1)) & (cols < (left + box_w).view(-1, 1, 1)))  # (B, H, W)
+        chosen = (rand() < self.erase_probability).view(-1, 1, 1)
+        return images.masked_fill((inside & chosen).unsqueeze(1), 0.0)

@@ -78,6 +78,7 @@ class DataArguments:
     scale_min: float = field(default=0.9)
     scale_max: float = field(default=1.1)
     translate_fraction: float = field(default=0.1)
+    erase_probability: float = field(default=0.0, metadata={"help": "Random erasing: chance per training image."})
     track_test_accuracy: bool = field(
         default=True, metadata={"help": "Also score the test split at each evaluation (logged, never used to choose)."}
     )
@@ -195,7 +196,8 @@ def main(argv: list[str] | None = None) -> dict:
     mean, std = processor.image_mean[0], processor.image_std[0]
     augmentation = dict(augment=data_args.augment, rotation_degrees=data_args.rotation_degrees,
                         scale_range=(data_args.scale_min, data_args.scale_max),
-                        translate_fraction=data_args.translate_fraction)
+                        translate_fraction=data_args.translate_fraction,
+                        erase_probability=data_args.erase_probability)
     eval_datasets = {"validation": splits["validation"]}
     if data_args.track_test_accuracy and "test" in splits:
         eval_datasets["test"] = splits["test"]

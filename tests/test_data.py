@@ -149,3 +149,17 @@ def test_augmentation_keeps_labels_shapes_and_ink(mnist_test):
     assert correlation.mean() > 0.5
     identity = DigitCollator(0.0, 1.0, augment=True, rotation_degrees=0, scale_range=(1, 1), translate_fraction=0)
     torch.testing.assert_close(identity(features)["pixel_values"], plain["pixel_values"], atol=1e-5, rtol=0)
+
+
+def test_random_erasing_blanks_one_box_per_chosen_image_only(mnist_test):
+    images, labels = mnist_test
+    features = [{"pixel_values": torch.full((28, 28), 255, dtype=torch.uint8), "labels": torch.tensor(0)}] * 512
+    erased = DigitCollator(0.0, 1.0, augment=True, rotation_degrees=0, scale_range=(1, 1), translate_fraction=0,
+                           erase_probability=0.5, generator=torch.Generator().manual_seed(0))(features)
+    blank = erased["pixel_values"][:, 0] == 0  # (B, H, W): white images, so 0 only where erased
+    hit = blank.flatten(1).any(1)
+    assert 0.4 < hit.float().mean() < 0.6
+    pixels = blank.flatten(1).sum(1)[hit]
+    assert pixels.min() >= 0.005 * 28 * 28 and pixels.max() <= 0.25 * 28 * 28
+    rows, cols = blank.any(2), blank.any(1)
+    assert torch.equal(pixels, (rows.sum(1) * cols.sum(1))[hit])  # a filled rectangle
