@@ -222,6 +222,29 @@ class ViTMNISTPreTrainedModel(PreTrainedModel):
             init.trunc_normal_(module.cls_token, mean=0.0, std=std, a=-2 * std, b=2 * std)
             init.trunc_normal_(module.position_embeddings, mean=0.0, std=std, a=-2 * std, b=2 * std)
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, use_safetensors: bool = True, **kwargs):
+        """`PreTrainedModel.from_pretrained` that reads weights only from `model.safetensors` (never a pickle such
+        as pytorch_model.bin) and says what to do when the weights are corrupt or do not fit the config."""
+        if not use_safetensors:
+            raise ValueError("ViTMNIST checkpoints load only from safetensors (no pickled weights); re-save the model "
+                             "with save_pretrained, which writes model.safetensors.")
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, *args, use_safetensors=True, **kwargs)
+        except RuntimeError as error:
+            if "ignore_mismatched_sizes" not in str(error):
+                raise
+            raise ValueError(
+                f"The weights in {pretrained_model_name_or_path} do not fit the config (the report above lists the "
+                "shapes). For another number of labels pass ignore_mismatched_sizes=True to train a new classifier "
+                "head; otherwise config.json and model.safetensors come from different models."
+            ) from None
+        except Exception as error:
+            if type(error).__name__ != "SafetensorError":  # safetensors' own class; this file imports only torch/HF
+                raise
+            raise OSError(f"model.safetensors in {pretrained_model_name_or_path} is corrupt or truncated ({error}): "
+                          "download or save the checkpoint again.") from None
+
 
 class ViTMNISTModel(ViTMNISTPreTrainedModel):
     """The encoder: pixels to token states (`last_hidden_state`) and one vector per image (`pooler_output`)."""

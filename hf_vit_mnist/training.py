@@ -136,9 +136,14 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def usable_cpu_cores() -> int:
+    """Cores this process may run on (a container or taskset can allow fewer than the machine has)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
 def hardware_summary(training_args) -> dict:
     """What the run ran on, for the model card."""
-    return {"device": str(training_args.device), "cpu": cpu_name(), "cpu_cores": os.cpu_count(),
+    return {"device": str(training_args.device), "cpu": cpu_name(), "cpu_cores": usable_cpu_cores(),
             "processes": training_args.world_size,
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
             "torch": torch.__version__, "transformers": transformers.__version__}
