@@ -10,7 +10,8 @@ preprocessor_config.json:
                            that contrasts with the ink)
     do_invert              invert when the background (the image's outer ring) is lighter than the middle grey
     do_center_digit        crop to the ink, scale into the 20x20 box, centre by mass in 28x28; an image that is
-                           already in MNIST's format is left untouched, so MNIST itself passes through unchanged
+                           already in MNIST's format is left untouched, so MNIST itself passes through unchanged;
+                           a blank image (no ink at all) is refused with a ValueError
     do_resize              to `size` (28x28), for images that were not centred
     do_rescale, do_normalize   0..255 -> 0..1 -> (x - 0.1307) / 0.3081, MNIST's train mean and std
 
@@ -71,7 +72,10 @@ class ViTMNISTImageProcessor(PilBackend):
 
     def _prepare_images_structure(self, images, expected_ndims: int = 3) -> list:
         """A flat list of single images from one image, a path, a list, or a stacked batch array/tensor."""
-        images = self.fetch_images(images)  # file paths and URLs -> PIL images
+        try:
+            images = self.fetch_images(images)  # file paths and URLs -> PIL images
+        except (OSError, PIL.Image.DecompressionBombError) as error:  # not an image, truncated, or a pixel bomb
+            raise ValueError(f"Could not read the image {images!r}: {error}") from None
         if is_valid_image(images):
             images = [images] if _is_single_image(images) else list(images)
             if not images:
@@ -97,6 +101,10 @@ class ViTMNISTImageProcessor(PilBackend):
     def process_image(self, image, do_convert_grayscale: bool | None = None, **kwargs) -> np.ndarray:
         """One raw image -> float32 array (1, H, W), 0..255 on a single channel."""
         pixels = _pil_to_numpy(image) if isinstance(image, PIL.Image.Image) else _array_to_hwc(image)
+        limit = PIL.Image.MAX_IMAGE_PIXELS  # PIL's decompression-bomb limit (~89 megapixels), None if disabled
+        if limit and pixels.shape[0] * pixels.shape[1] > limit:
+            raise ValueError(f"The image is {pixels.shape[1]}x{pixels.shape[0]} pixels, over PIL's limit of {limit} "
+                             "(PIL.Image.MAX_IMAGE_PIXELS): downscale it first; a digit needs only 28x28.")
         if pixels.shape[-1] != 1 and not do_convert_grayscale:
             raise ValueError(
                 f"Got an image with {pixels.shape[-1]} channels but do_convert_grayscale=False: pass single-channel "
@@ -157,6 +165,8 @@ def _is_single_image(image) -> bool:
 
 def _pil_to_numpy(image: PIL.Image.Image) -> np.ndarray:
     """PIL image of any mode -> (H, W, C) array, keeping the alpha channel and the bit depth."""
+    if image.mode in ("La", "RGBa"):  # premultiplied alpha (PIL converts "La" to nothing but "LA")
+        image = image.convert(image.mode[:-1] + "A")
     if image.mode in ("LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         image = image.convert("RGBA")
     elif image.mode in ("1", "P"):
@@ -269,8 +279,11 @@ def center_digit(image: np.ndarray, size: tuple[int, int] = (28, 28)) -> np.ndar
     if image.shape == size and _is_mnist_format(image, box):
         return image
     background, peak = _background_level(image), float(image.max())
-    if peak - background < 1:  # blank: no ink to centre
-        return np.zeros(size, dtype=np.float32)
+    if peak - background < 1:  # a model shown an empty frame still picks a digit: refuse instead
+        raise ValueError(
+            "The image is blank: no ink stands out from its background, so there is no digit to classify. Draw "
+            "or photograph a digit (or set do_center_digit=False to pass the frame to the model as it is)."
+        )
     floor = background + INK_FLOOR * (peak - background)
     ink = np.clip((image - floor) / (peak - floor), 0, 1) * 255  # paper -> 0, strongest ink -> 255
     # The box is found on the strokes' cores (half the peak), which paper texture and noise never reach, then

@@ -161,10 +161,12 @@ def test_each_step_can_be_switched_off_and_is_saved(mnist_test, tmp_path):
     assert ViTMNISTImageProcessor.from_pretrained(tmp_path).do_center_digit is False
 
 
-def test_blank_images_give_a_blank_input(processor):
-    for value in (0, 255):
-        ink = _ink(processor, np.full((50, 40), value, np.uint8))
-        assert ink.shape == (28, 28) and ink.max() == 0
+def test_blank_images_are_refused_not_classified(processor):
+    for value in (0, 128, 255):
+        with pytest.raises(ValueError, match="blank: no ink"):
+            processor(np.full((50, 40), value, np.uint8))
+    frame = processor(np.zeros((28, 28), np.uint8), do_center_digit=False, return_tensors="np").pixel_values
+    assert np.allclose(frame, -MNIST_MEAN / MNIST_STD)  # asked for explicitly: the empty frame as it is
 
 
 @pytest.mark.parametrize(
