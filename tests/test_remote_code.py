@@ -1,17 +1,20 @@
 """A checkpoint loads with `trust_remote_code=True` in a fresh Python process where `hf_vit_mnist` cannot be
 imported, as it would for a Hub user who never installed the package."""
 
+import ast
 import json
 import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import PIL.Image
 import torch
 from conftest import photo_of_digit
 
+import hf_vit_mnist
 from hf_vit_mnist import ViTMNISTForImageClassification, ViTMNISTImageProcessor
 
 FRESH_PROCESS = textwrap.dedent(
@@ -73,3 +76,16 @@ def test_fresh_process_loads_checkpoint_through_remote_code(saved_checkpoint, mn
     for answer, row in zip(result["answers"], out.logits.softmax(-1), strict=False):
         assert {item["label"] for item in answer} == {str(i) for i in range(10)}
         assert answer[0]["label"] == str(int(row.argmax()))
+
+
+def test_shipped_code_imports_only_torch_transformers_and_their_needs():
+    """What runs under trust_remote_code: the three files a checkpoint carries."""
+    allowed = {"torch", "transformers", "huggingface_hub", "numpy", "PIL", "collections", "math", "typing"}
+    folder = Path(hf_vit_mnist.__file__).parent
+    for name in ("configuration_vit_mnist.py", "modeling_vit_mnist.py", "image_processing_vit_mnist.py"):
+        tree = ast.parse((folder / name).read_text())
+        imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                    for alias in node.names}
+        imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+                     if isinstance(node, ast.ImportFrom) and node.level == 0}
+        assert imported <= allowed, (name, imported - allowed)

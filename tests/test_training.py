@@ -1,7 +1,9 @@
 """End-to-end training through scripts/train.py (in-process, tiny model, small real subset of MNIST)."""
 
 import json
-import shutil
+import os
+import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -38,20 +40,30 @@ def test_best_checkpoint_is_chosen_on_validation_and_test_is_only_logged(trained
     assert all(torch.equal(best[name], final[name]) for name in best)
 
 
-def test_resume_continues_where_it_stopped(tmp_path):
-    """Resuming from the epoch-1 checkpoint of a 2-epoch run reproduces that run's final weights exactly: the
-    optimizer, scheduler, RNG (augmentation) and data order all continue where they stopped."""
-    straight = tmp_path / "straight"
-    train_tiny(straight, "--num_train_epochs", "2", "--track_test_accuracy", "false", "--save_total_limit", "3")
-    resumed = tmp_path / "resumed"
-    shutil.copytree(straight, resumed)
-    checkpoints = sorted(resumed.glob("checkpoint-*"), key=lambda path: int(path.name.split("-")[1]))
-    for later in [*checkpoints[1:], resumed / train.FINAL_MODEL_DIR]:
-        shutil.rmtree(later)
-    train_tiny(resumed, "--num_train_epochs", "2", "--track_test_accuracy", "false")  # picks up checkpoint 1 itself
-    assert len(list(resumed.glob("checkpoint-*"))) == 2
+def test_a_run_killed_mid_epoch_resumes_and_ends_as_if_never_stopped(tmp_path):
+    """SIGKILL in the middle of epoch 2 (no chance to clean up), then the same command again: it resumes from the
+    epoch-1 checkpoint by itself and ends with exactly the weights of a run that was never stopped. Bit-identical
+    on CPU: the optimizer, scheduler, RNG (augmentation) and data order are all restored from the checkpoint."""
+    args = ["--num_train_epochs", "2", "--track_test_accuracy", "false"]
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    train_tiny(straight, *args)
+    command = [sys.executable, train.__file__, *TINY, *args, "--output_dir", str(killed), "--logging_steps", "1"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    seen = []
+    for line in process.stdout:  # Trainer prints each step's log: {'loss': ..., 'epoch': '1.021'}
+        seen.append(line)
+        epoch = re.search(r"'epoch': '?([0-9.]+)", line)
+        if epoch and 1 < float(epoch.group(1)) < 1.5:
+            process.send_signal(signal.SIGKILL)
+            break
+    assert process.wait() == -signal.SIGKILL, "".join(seen[-20:])
+    assert not (killed / train.FINAL_MODEL_DIR).exists()
+    assert [path.name for path in killed.glob("checkpoint-*")] == ["checkpoint-47"]  # epoch 1 of 47 steps
+
+    train_tiny(killed, *args)
     a = load_file(straight / train.FINAL_MODEL_DIR / "model.safetensors")
-    b = load_file(resumed / train.FINAL_MODEL_DIR / "model.safetensors")
+    b = load_file(killed / train.FINAL_MODEL_DIR / "model.safetensors")
     for name in a:
         assert torch.equal(a[name], b[name]), name
 
