@@ -27,6 +27,7 @@ setup(
         "psutil",
     ],
     extras_require={
-        "dev": ["pytest>=8", "ruff", "hypothesis"],
+        "onnx": ["onnx", "onnxscript", "onnxruntime"],  # scripts/export_onnx.py
+        "dev": ["pytest>=8", "ruff", "hypothesis", "onnx", "onnxscript", "onnxruntime"],
     },
 )
