@@ -5,7 +5,7 @@
     training_summary.json     recipe, hardware, wall clock, time to accuracy (train.py)
     eval/eval_results.json    per-class table, if scripts/evaluate_checkpoint.py was run on the folder
     seeds.json                accuracy over several seeds, if present
-    *.png                     figures shown in the card
+    *.png, eval/*.png         figures shown in the card
 
     python model_card/build.py runs/quick/final_model --repo_id you/vit-mnist   # writes its README.md
 """
@@ -131,7 +131,8 @@ def build_model_card(model_dir: str | Path, repo_id: str | None = None) -> Model
         test_size=f"{sizes.get('test', 0):,}",
         seed_spread=spread,
         per_class=per_class,
-        figures=[{"file": png.name, "title": png.stem.replace("_", " ")} for png in sorted(model_dir.glob("*.png"))],
+        figures=[{"file": png.relative_to(model_dir).as_posix(), "title": png.stem.replace("_", " ")}
+                 for png in [*sorted(model_dir.glob("*.png")), *sorted(model_dir.glob("eval/*.png"))]],
     )
     return card
 
