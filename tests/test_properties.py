@@ -15,7 +15,7 @@ from transformers import pipeline
 from hf_vit_mnist import ViTMNISTImageProcessor
 from hf_vit_mnist.image_processing_vit_mnist import MNIST_MEAN, MNIST_STD
 
-PROPERTY = settings(max_examples=150, deadline=None, derandomize=True,
+PROPERTY = settings(max_examples=150, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 LOWEST, HIGHEST = (0 - MNIST_MEAN) / MNIST_STD, (1 - MNIST_MEAN) / MNIST_STD  # normalised background and full ink
 PIL_MODES = ["1", "L", "P", "PA", "LA", "La", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV", "I",
@@ -94,7 +94,7 @@ def test_any_numpy_array(array_and_count):
     if expected_count == 0 or array.ndim == 5:
         assert error is not None  # nothing to classify, or an array with no image meaning
     elif array.dtype.kind == "f" and not np.isfinite(array).all():
-        assert error is not None and "NaN or infinite" in error
+        assert error is not None  # NaN/inf, or another fault found first in an earlier image of the stack
 
 
 @PROPERTY
@@ -124,7 +124,8 @@ def classifier(saved_checkpoint):
     return pipeline("image-classification", model=saved_checkpoint)
 
 
-@settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(pil_images())
 def test_pipeline_answers_or_explains(classifier, image_and_content):
     image, content = image_and_content

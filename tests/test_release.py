@@ -11,7 +11,7 @@ from conftest import photo_of_digit
 from huggingface_hub import ModelCard
 from transformers import AutoModelForImageClassification, pipeline
 
-import hf_vit_mnist  # noqa: F401  (registers the Auto classes)
+import hf_vit_mnist  # registers the Auto classes
 from hf_vit_mnist import ViTMNISTImageProcessor
 
 RELEASE = Path(__file__).resolve().parents[1] / "release" / "vit-mnist"
@@ -40,3 +40,11 @@ def test_pipeline_reads_real_and_photographed_digits(mnist_test):
     photos = [PIL.Image.fromarray(photo_of_digit(images[i], seed=i)) for i in range(10)]
     correct = sum(result[0]["label"] == str(labels[i]) for i, result in enumerate(classifier(photos)))
     assert correct >= 9, correct  # dark ink, 10x, off-centre on a noisy light canvas
+
+
+def test_release_carries_the_current_code():
+    """The folder's code files are what trust_remote_code users run: they must be the package's own."""
+    package = Path(hf_vit_mnist.__file__).parent
+    for name in ("configuration_vit_mnist.py", "modeling_vit_mnist.py", "image_processing_vit_mnist.py"):
+        assert (RELEASE / name).read_text() == (package / name).read_text(), (
+            f"release/vit-mnist/{name} is stale: copy hf_vit_mnist/{name} over it, then rerun these tests.")
