@@ -40,6 +40,14 @@ def test_best_checkpoint_is_chosen_on_validation_and_test_is_only_logged(trained
     assert all(torch.equal(best[name], final[name]) for name in best)
 
 
+def test_same_seed_twice_gives_identical_weights(trained, tmp_path):
+    output_dir, _ = trained
+    train_tiny(tmp_path / "again", "--num_train_epochs", "3")  # the arguments `trained` was made with
+    a = load_file(output_dir / train.FINAL_MODEL_DIR / "model.safetensors")
+    b = load_file(tmp_path / "again" / train.FINAL_MODEL_DIR / "model.safetensors")
+    assert all(torch.equal(a[name], b[name]) for name in a)
+
+
 def test_a_run_killed_mid_epoch_resumes_and_ends_as_if_never_stopped(tmp_path):
     """SIGKILL in the middle of epoch 2 (no chance to clean up), then the same command again: it resumes from the
     epoch-1 checkpoint by itself and ends with exactly the weights of a run that was never stopped. Bit-identical
