@@ -17,30 +17,22 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import Trainer, TrainingArguments
+from benchmark import TRAIN_BATCH as BATCH
+from benchmark import build_pair  # ours and transformers' ViT, same architecture and weights
+from train import ViTMNISTTrainingArguments  # train.py's defaults: optimizer, schedule, label smoothing, clipping
+from transformers import Trainer
 
-from hf_vit_mnist import ViTMNISTConfig, ViTMNISTForImageClassification
-from hf_vit_mnist.convert import to_transformers_vit
 from hf_vit_mnist.data import DigitCollator, DigitTensors, load_bundled_mnist
 from hf_vit_mnist.image_processing_vit_mnist import MNIST_MEAN, MNIST_STD
 from hf_vit_mnist.training import ElapsedTimeCallback, NonFiniteWeightsCallback, cpu_name
 
-BATCH = 128
-
-
-def models() -> dict:
-    torch.manual_seed(0)
-    ours = ViTMNISTForImageClassification(ViTMNISTConfig())  # the released architecture
-    return {"ours": ours, "transformers": to_transformers_vit(ours)}
-
 
 def trainer_images_per_second(model, images: DigitTensors, steps: int, compiled: bool) -> float:
     with tempfile.TemporaryDirectory() as output_dir:
-        args = TrainingArguments(
-            output_dir=output_dir, max_steps=steps, per_device_train_batch_size=BATCH, learning_rate=1e-3,
-            weight_decay=0.05, warmup_steps=0.05, lr_scheduler_type="cosine", label_smoothing_factor=0.1,
-            eval_strategy="no", save_strategy="no", logging_steps=50, report_to=[], disable_tqdm=True,
-            remove_unused_columns=False, torch_compile=compiled)
+        args = ViTMNISTTrainingArguments(
+            output_dir=output_dir, max_steps=steps, per_device_train_batch_size=BATCH, eval_strategy="no",
+            save_strategy="no", load_best_model_at_end=False, report_to=[], disable_tqdm=True,
+            torch_compile=compiled)
         trainer = Trainer(model=model, args=args, train_dataset=images,
                           data_collator=DigitCollator(MNIST_MEAN, MNIST_STD, augment=True),
                           callbacks=[ElapsedTimeCallback(), NonFiniteWeightsCallback()])
@@ -61,7 +53,8 @@ def main(argv=None) -> dict:
     for _ in range(args.repeats):
         for name in runs:
             kind, mode = name.split()
-            runs[name].append(trainer_images_per_second(models()[kind], images, args.steps, mode == "compiled"))
+            model = build_pair("release")[kind]  # fresh weights each run, identical for both kinds
+            runs[name].append(trainer_images_per_second(model, images, args.steps, mode == "compiled"))
     results = {"machine": {"cpu": cpu_name(), "threads": torch.get_num_threads(), "torch": torch.__version__},
                "steps": args.steps, "batch": BATCH,
                "images_per_second": {name: {"median": statistics.median(v), "min": min(v), "max": max(v)}
