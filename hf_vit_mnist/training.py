@@ -63,14 +63,25 @@ class NonFiniteTrainingError(RuntimeError):
 
 
 class NonFiniteWeightsCallback(TrainerCallback):
-    """Stops training at the first step that leaves a non-finite weight (a NaN or infinite loss does that through
-    its gradients), before a checkpoint of broken weights can be written: the last checkpoint stays good."""
+    """Stops training when a weight has become NaN or infinite (a NaN or infinite loss does that through its
+    gradients), before a checkpoint of broken weights can be written: the last checkpoint stays good.
+
+    It checks only at steps that log, evaluate or save, and at each epoch's end (before its save): NaN weights stay
+    NaN, so nothing is missed, and the GPU is not made to wait for the CPU at every step."""
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
+        if control.should_log or control.should_evaluate or control.should_save:
+            self.check(state, model)
+
+    def on_epoch_end(self, args, state, control, model=None, **kwargs):
+        self.check(state, model)
+
+    @staticmethod
+    def check(state, model) -> None:
         finite = torch.stack([parameter.isfinite().all() for parameter in model.parameters()]).all()
-        if not finite:  # one host sync per step, not one per parameter
+        if not finite:  # one host sync, not one per parameter
             raise NonFiniteTrainingError(
-                f"Training diverged at step {state.global_step} (epoch {state.epoch:.2f}): the loss or the "
+                f"Training diverged by step {state.global_step} (epoch {state.epoch:.2f}): the loss or the "
                 "weights became NaN or infinite, so training stopped before saving them. Lower --learning_rate or "
                 "raise --warmup_steps, then run again: it resumes from the last good checkpoint."
             )

@@ -163,3 +163,18 @@ def test_random_erasing_blanks_one_box_per_chosen_image_only(mnist_test):
     assert pixels.min() >= 0.005 * 28 * 28 and pixels.max() <= 0.25 * 28 * 28
     rows, cols = blank.any(2), blank.any(1)
     assert torch.equal(pixels, (rows.sum(1) * cols.sum(1))[hit])  # a filled rectangle
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a GPU"))])
+def test_collator_builds_the_same_augmented_batch_on_a_given_device(mnist_test, device):
+    """train.py builds batches on the GPU when it has one: same random draws (CPU generator), same images."""
+    images, labels = mnist_test
+    features = [{"pixel_values": torch.from_numpy(images[i].copy()), "labels": torch.tensor(int(labels[i]))}
+                for i in range(64)]
+    settings = dict(augment=True, erase_probability=0.5)
+    here = DigitCollator(0.1, 0.3, **settings, generator=torch.Generator().manual_seed(0))(features)
+    there = DigitCollator(0.1, 0.3, **settings, generator=torch.Generator().manual_seed(0), device=device)(features)
+    assert there["pixel_values"].device.type == there["labels"].device.type == device
+    torch.testing.assert_close(there["pixel_values"].cpu(), here["pixel_values"], atol=1e-4, rtol=0)
+    assert torch.equal(there["labels"].cpu(), here["labels"])

@@ -124,7 +124,7 @@ def test_divergence_stops_with_a_clear_message_and_keeps_the_good_checkpoint(tmp
     """With an absurd learning rate the first step leaves huge but finite weights (saved as checkpoint-1); the next
     loss is NaN and its update makes the weights non-finite: training must stop before saving those."""
     output_dir = tmp_path / "run"
-    with pytest.raises(SystemExit, match=r"Training diverged at step \d+ .* Last good checkpoint: .*checkpoint-"):
+    with pytest.raises(SystemExit, match=r"Training diverged by step \d+ .* Last good checkpoint: .*checkpoint-"):
         train_tiny(output_dir, "--num_train_epochs", "1", "--learning_rate", "1e30", "--max_grad_norm", "0",
                    "--warmup_steps", "0", "--lr_scheduler_type", "constant", "--save_strategy", "steps",
                    "--save_steps", "1", "--eval_strategy", "no", "--load_best_model_at_end", "false")
