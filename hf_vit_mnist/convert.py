@@ -1,6 +1,6 @@
 """Our ViT as transformers' own `ViTForImageClassification`: the architectures are the same (pre-norm layers,
-[CLS] token, learned positions, linear head on [CLS]), so the weights map one to one, except that ours computes
-Q, K and V with one fused projection. Used by scripts/benchmark.py to compare the two on identical weights."""
+[CLS] token, learned positions, linear head on [CLS]) and so are the parameter names: the weights load one to one.
+Used by scripts/benchmark.py to compare the two on identical weights."""
 
 import torch
 from transformers import ViTConfig, ViTForImageClassification
@@ -22,15 +22,8 @@ def to_transformers_vit(model: ViTMNISTForImageClassification) -> ViTForImageCla
         attention_probs_dropout_prob=config.attention_probs_dropout_prob,
         id2label=dict(config.id2label), label2id=dict(config.label2id),
     )
-    state = {}
-    for name, tensor in model.state_dict().items():
-        if ".attention.qkv." in name:  # (3D, D) -> three (D, D): rows are laid out [Q; K; V]
-            for part, chunk in zip(("q_proj", "k_proj", "v_proj"), tensor.chunk(3, dim=0), strict=True):
-                state[name.replace("qkv", part)] = chunk
-        else:
-            state[name.replace(".attention.proj.", ".attention.o_proj.")] = tensor
     converted = ViTForImageClassification(vit_config)
-    converted.load_state_dict(state, strict=True)
+    converted.load_state_dict(model.state_dict(), strict=True)
     converted.set_attn_implementation(model.config._attn_implementation or "sdpa")
     return converted.to(dtype=next(model.parameters()).dtype).train(model.training).requires_grad_(True)
 
