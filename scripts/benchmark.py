@@ -5,6 +5,7 @@ through `pipeline`, peak memory, FLOPs per image and the achieved share of the m
     python scripts/benchmark.py                       # everything (about 15 min on 2 cores)
     python scripts/benchmark.py --quick               # 1 repeat, release config, eager only (about 2 min)
     python scripts/benchmark.py --training_summary runs/release/final_model/training_summary.json
+    python scripts/benchmark.py --profile             # where a training step's time goes, op by op (1 min)
 
 Variants are measured alternately (ours, theirs, ours, ...) in every repeat, and the median is reported with the
 range. Writes benchmarks/results.json and benchmarks/results.md.
@@ -137,6 +138,32 @@ def _memory_probe(kind: str, config_name: str, precision: str) -> None:
     print((peak[0] - baseline) / 2**20)
 
 
+def profile_training_step(config_name: str, steps: int = 5, top: int = 15) -> str:
+    """A markdown table of the ops that take the most CPU time in a training step (forward, backward, AdamW), for
+    both models: the best of 3 profiled rounds of `steps` steps each, in ms per step."""
+    per_model = {}
+    for kind, model in build_pair(config_name).items():
+        step = training_step(model.train(), torch.optim.AdamW(model.parameters(), fused=True), "fp32")
+        step()
+        rounds = []
+        for _ in range(3):
+            with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
+                for _ in range(steps):
+                    step()
+            rounds.append({event.key: (event.self_cpu_time_total / 1e3 / steps, event.count // steps)
+                           for event in profiler.key_averages()})
+        per_model[kind] = min(rounds, key=lambda ops: sum(ms for ms, _ in ops.values()))
+    totals = {kind: sum(ms for ms, _ in ops.values()) for kind, ops in per_model.items()}
+    ranked = sorted(set().union(*per_model.values()), key=lambda op: -per_model["ours"].get(op, (0, 0))[0])
+    lines = [f"Training step profile, {config_name} config, batch {TRAIN_BATCH}, {torch.get_num_threads()} threads "
+             f"(self CPU ms per step; total ours {totals['ours']:.0f}, transformers {totals['transformers']:.0f})", "",
+             "| op | ours ms | ours calls | transformers ms | transformers calls |", "| --- | --- | --- | --- | --- |"]
+    for op in ranked[:top]:
+        (ours_ms, ours_calls), (theirs_ms, theirs_calls) = (per_model[k].get(op, (0, 0)) for k in per_model)
+        lines.append(f"| `{op[:60]}` | {ours_ms:.1f} | {ours_calls} | {theirs_ms:.1f} | {theirs_calls} |")
+    return "\n".join(lines) + "\n"
+
+
 def summarise(values: list[float]) -> dict:
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "runs": len(values)}
 
@@ -225,10 +252,17 @@ def main(argv=None) -> dict:
     parser.add_argument("--quick", action="store_true", help="1 repeat, release config, eager fp32 only.")
     parser.add_argument("--training_summary", nargs="*", default=[], help="training_summary.json files.")
     parser.add_argument("--output_dir", default="benchmarks")
+    parser.add_argument("--profile", action="store_true", help="Only profile a training step: writes profile.md.")
     parser.add_argument("--_memory_probe", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args._memory_probe:
         return _memory_probe(*args._memory_probe)
+    if args.profile:
+        table = "\n".join(profile_training_step(name) for name in args.configs)
+        Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+        (Path(args.output_dir) / "profile.md").write_text(table)
+        print(table)
+        return {"profile": table}
     if args.quick:
         args.repeats, args.configs, args.modes, args.precisions = 1, ["release"], ["eager"], ["fp32"]
 

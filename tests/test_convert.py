@@ -39,3 +39,14 @@ def test_benchmark_quick_run_writes_json_and_table(tmp_path):
     assert release["max_logit_difference"] < 1e-4
     assert set(release["variants"]) == {"ours eager fp32", "transformers eager fp32"}
     assert (tmp_path / "results.md").read_text().count("| ours eager fp32 |") == 1
+
+
+def test_benchmark_profile_lists_the_heaviest_ops_of_both_models():
+    import benchmark  # scripts/benchmark.py
+
+    table = benchmark.profile_training_step("release", steps=1, top=4)
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    assert len(rows) == 4
+    assert any("aten::" in row for row in rows)
+    ours_ms = [float(row.split("|")[2]) for row in rows]
+    assert ours_ms == sorted(ours_ms, reverse=True) and ours_ms[0] > 0
