@@ -1,8 +1,18 @@
 """Our ViT as transformers' own `ViTForImageClassification`: the architectures are the same (pre-norm layers,
 [CLS] token, learned positions, linear head on [CLS]) and so are the parameter names: the weights load one to one.
-Used by scripts/benchmark.py to compare the two on identical weights."""
+Used by scripts/benchmark.py to compare the two on identical weights.
+
+Also converts checkpoints saved before Q, K and V got separate projections (one fused `qkv` weight per layer):
+
+    python -m hf_vit_mnist.convert split-qkv runs/release-seed0/final_model
+"""
+
+import argparse
+from pathlib import Path
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 from transformers import ViTConfig, ViTForImageClassification
 
 from .modeling_vit_mnist import ViTMNISTForImageClassification
@@ -31,3 +41,37 @@ def to_transformers_vit(model: ViTMNISTForImageClassification) -> ViTForImageCla
 @torch.no_grad()
 def max_logit_difference(a, b, pixel_values: torch.Tensor) -> float:
     return (a(pixel_values).logits - b(pixel_values).logits).abs().max().item()
+
+
+def split_fused_qkv(checkpoint_dir: str | Path) -> int:
+    """Rewrites `model.safetensors` in place: each `attention.qkv` (3D, D) weight, rows laid out [Q; K; V], becomes
+    `q_proj`, `k_proj`, `v_proj`, and `attention.proj` becomes `o_proj`. Returns how many layers it split."""
+    path = Path(checkpoint_dir) / "model.safetensors"
+    with safe_open(path, "pt") as weights:
+        metadata = weights.metadata()
+    converted, layers = {}, 0
+    for name, tensor in load_file(path).items():
+        if ".attention.qkv." in name:
+            layers += name.endswith(".weight")
+            for part, chunk in zip(("q_proj", "k_proj", "v_proj"), tensor.chunk(3, dim=0), strict=True):
+                converted[name.replace("qkv", part)] = chunk.contiguous()
+        else:
+            converted[name.replace(".attention.proj.", ".attention.o_proj.")] = tensor
+    if layers:
+        save_file(converted, path, metadata=metadata)
+    return layers
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description="Convert an hf-vit-mnist checkpoint in place.")
+    parser.add_argument("command", choices=["split-qkv"])
+    parser.add_argument("checkpoint_dir", type=Path, help="A folder holding model.safetensors.")
+    args = parser.parse_args(argv)
+    if not (args.checkpoint_dir / "model.safetensors").is_file():
+        raise SystemExit(f"{args.checkpoint_dir} holds no model.safetensors.")
+    layers = split_fused_qkv(args.checkpoint_dir)
+    print(f"split the fused qkv weights of {layers} layers" if layers else "already in the current format")
+
+
+if __name__ == "__main__":
+    main()

@@ -236,8 +236,11 @@ class ViTMNISTPreTrainedModel(PreTrainedModel):
         if not use_safetensors:
             raise ValueError("ViTMNIST checkpoints load only from safetensors (no pickled weights); re-save the model "
                              "with save_pretrained, which writes model.safetensors.")
+        return_loading_info = kwargs.pop("output_loading_info", False)
         try:
-            return super().from_pretrained(pretrained_model_name_or_path, *args, use_safetensors=True, **kwargs)
+            model, loading_info = super().from_pretrained(
+                pretrained_model_name_or_path, *args, use_safetensors=True, output_loading_info=True, **kwargs
+            )
         except RuntimeError as error:
             if "ignore_mismatched_sizes" not in str(error):
                 raise
@@ -251,6 +254,13 @@ class ViTMNISTPreTrainedModel(PreTrainedModel):
                 raise
             raise OSError(f"model.safetensors in {pretrained_model_name_or_path} is corrupt or truncated ({error}): "
                           "download or save the checkpoint again.") from None
+        if any(".attention.qkv." in key for key in loading_info["unexpected_keys"]):
+            raise ValueError(
+                f"{pretrained_model_name_or_path} was saved when Q, K and V shared one fused 'qkv' projection; this "
+                "version has separate ones, so its attention weights would load as random. Convert the checkpoint "
+                f"once with: python -m hf_vit_mnist.convert split-qkv {pretrained_model_name_or_path}"
+            )
+        return (model, loading_info) if return_loading_info else model
 
 
 class ViTMNISTModel(ViTMNISTPreTrainedModel):
