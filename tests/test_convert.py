@@ -50,3 +50,16 @@ def test_benchmark_profile_lists_the_heaviest_ops_of_both_models():
     assert any("aten::" in row for row in rows)
     ours_ms = [float(row.split("|")[2]) for row in rows]
     assert ours_ms == sorted(ours_ms, reverse=True) and ours_ms[0] > 0
+
+
+@pytest.mark.slow
+def test_benchmark_trainer_writes_every_arm(tmp_path):
+    import benchmark_trainer  # scripts/benchmark_trainer.py
+
+    results = benchmark_trainer.main(["--steps", "2", "--repeats", "1", "--modes", "eager",
+                                      "--output_dir", str(tmp_path)])
+    arms = results["images_per_second"]
+    assert set(arms) == {"ours eager", "transformers eager", benchmark_trainer.DEFAULTS_ARM}
+    assert all(arm[key]["median"] > 0 for arm in arms.values() for key in ("train", "evaluate"))
+    table = (tmp_path / "trainer.md").read_text()
+    assert table.count("| transformers eager") == 2 and "| 1.00x |" in table
