@@ -66,8 +66,9 @@ class NonFiniteWeightsCallback(TrainerCallback):
     """Stops training when a weight has become NaN or infinite (a NaN or infinite loss does that through its
     gradients), before a checkpoint of broken weights can be written: the last checkpoint stays good.
 
-    It checks only at steps that log, evaluate or save, and at each epoch's end (before its save): NaN weights stay
-    NaN, so nothing is missed, and the GPU is not made to wait for the CPU at every step."""
+    It checks only at steps that log, evaluate or save (DefaultFlowCallback, which runs first, has set those flags)
+    and at each epoch's end, before its save: NaN weights stay NaN, so nothing is missed, and the CPU does not wait
+    for the GPU at every step."""
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if control.should_log or control.should_evaluate or control.should_save:

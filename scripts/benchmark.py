@@ -159,7 +159,8 @@ def profile_training_step(config_name: str, steps: int = 5, top: int = 15) -> st
              f"(self CPU ms per step; total ours {totals['ours']:.0f}, transformers {totals['transformers']:.0f})", "",
              "| op | ours ms | ours calls | transformers ms | transformers calls |", "| --- | --- | --- | --- | --- |"]
     for op in ranked[:top]:
-        (ours_ms, ours_calls), (theirs_ms, theirs_calls) = (per_model[k].get(op, (0, 0)) for k in per_model)
+        ours_ms, ours_calls = per_model["ours"].get(op, (0, 0))
+        theirs_ms, theirs_calls = per_model["transformers"].get(op, (0, 0))
         lines.append(f"| `{op[:60]}` | {ours_ms:.1f} | {ours_calls} | {theirs_ms:.1f} | {theirs_calls} |")
     return "\n".join(lines) + "\n"
 

@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> dict:
     if data_args.track_test_accuracy and "test" in splits:
         eval_datasets["test"] = splits["test"]
     # On a GPU with the loader in the main process, batches are built and augmented on the GPU (the CPU, often
-    # two cores, is the bottleneck for a model this small); they are then already off pageable memory.
+    # two cores, is the bottleneck for a model this small). Pinning is for CPU tensors, so it is turned off.
     collate_device = None
     if training_args.device.type == "cuda" and training_args.dataloader_num_workers == 0:
         collate_device, training_args.dataloader_pin_memory = training_args.device, False
