@@ -12,11 +12,13 @@ import evaluate
 import numpy as np
 import torch
 import transformers
+from torch import nn
 from transformers import Trainer, TrainerCallback
 
 from .metrics import CLASSIFICATION_REPORT_PATH
 
 MIN_FREE_DISK_BYTES = 200 * 2**20  # checkpoints of a <=1M-parameter model are a few MB; leave room for many
+DISTILLATION_TYPES = ("hard", "soft")
 
 
 def load_classification_metric() -> evaluate.EvaluationModule:
@@ -36,12 +38,44 @@ def make_compute_metrics(num_classes: int):
 
 
 class DigitTrainer(Trainer):
-    """Trainer with a second collator for evaluation and prediction: Trainer has one collator for all loaders,
-    and evaluation batches must not be augmented."""
+    """Trainer with a second collator for evaluation and prediction (Trainer has one collator for all loaders, and
+    evaluation batches must not be augmented), and optional knowledge distillation from a teacher model.
 
-    def __init__(self, *args, eval_data_collator=None, **kwargs):
+    Distillation (Hinton et al. 2015; DeiT, Touvron et al. 2021) changes only the training loss, never the student's
+    architecture: loss = (1 - alpha) * loss(labels) + alpha * loss(teacher). "hard" is DeiT's hard-label
+    distillation, cross-entropy to the teacher's argmax on the same augmented batch; "soft" is Hinton's KL divergence
+    between temperature-softened distributions, scaled by T^2. Evaluation losses stay the student's own.
+    """
+
+    def __init__(self, *args, eval_data_collator=None, teacher=None, distillation_type="hard", distillation_alpha=0.5,
+                 distillation_temperature=1.0, **kwargs):
         super().__init__(*args, **kwargs)
         self.eval_data_collator = eval_data_collator
+        if distillation_type not in DISTILLATION_TYPES:
+            raise ValueError(f"distillation_type must be one of {DISTILLATION_TYPES}, got {distillation_type!r}.")
+        self.teacher = teacher.to(self.args.device).eval().requires_grad_(False) if teacher is not None else None
+        self.distillation_type = distillation_type
+        self.distillation_alpha = distillation_alpha
+        self.distillation_temperature = distillation_temperature
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        pixel_values = inputs["pixel_values"]  # read first: Trainer's label smoother pops the labels
+        loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
+        if self.teacher is not None and model.training:
+            with torch.no_grad():
+                teacher_logits = self.teacher(pixel_values=pixel_values).logits  # (B, num_labels)
+            loss = (1 - self.distillation_alpha) * loss + self.distillation_alpha * self.distillation_loss(
+                outputs.logits, teacher_logits)
+        return (loss, outputs) if return_outputs else loss
+
+    def distillation_loss(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+        if self.distillation_type == "hard":
+            return nn.functional.cross_entropy(student_logits, teacher_logits.argmax(-1),
+                                               label_smoothing=self.args.label_smoothing_factor)
+        temperature = self.distillation_temperature
+        return nn.functional.kl_div(nn.functional.log_softmax(student_logits / temperature, dim=-1),
+                                    nn.functional.log_softmax(teacher_logits / temperature, dim=-1),
+                                    reduction="batchmean", log_target=True) * temperature**2
 
     def _with_eval_collator(self, make_loader, dataset):
         train_collator = self.data_collator

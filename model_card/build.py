@@ -88,6 +88,14 @@ def build_model_card(model_dir: str | Path, repo_id: str | None = None) -> Model
                     "(attention)"),
         ("seed", training.get("seed")),
     ]
+    distillation = recipe.get("distillation")
+    if distillation:  # DeiT-style: only the loss changes, the architecture above is the student's own
+        hyperparameters.append(("distillation", "{} (weight {}{}) from a {:,}-parameter {} teacher, {}".format(
+            distillation["distillation_type"], distillation["distillation_alpha"],
+            f", temperature {distillation['distillation_temperature']}" if distillation["distillation_type"] == "soft"
+            else "", distillation["teacher_num_parameters"],
+            "hybrid (conv stem)" if distillation["teacher_stem"] == "conv" else "plain ViT",
+            distillation["teacher_model_name_or_path"])))
     hardware = summary.get("hardware", {})
     names = [config["id2label"][str(i)] for i in range(len(config["id2label"]))]
     per_class = [
@@ -110,6 +118,8 @@ def build_model_card(model_dir: str | Path, repo_id: str | None = None) -> Model
         dataset_name=dataset_name,
         subject="28x28 handwritten digits" if is_mnist else f"28x28 grayscale images ({dataset_name})",
         num_patches=(config["image_size"] // config["patch_size"]) ** 2,
+        grid=config["image_size"] // config["patch_size"],
+        stem=config.get("stem", "patchify"),
         patch_size=config["patch_size"],
         hidden_size=config["hidden_size"],
         num_layers=config["num_hidden_layers"],

@@ -63,6 +63,7 @@ class ModelArguments:
     hidden_dropout_prob: float = field(default=0.0)
     attention_probs_dropout_prob: float = field(default=0.0)
     pooling: str = field(default="cls", metadata={"help": "'cls' (the paper) or 'mean'."})
+    stem: str = field(default="patchify", metadata={"help": "'patchify' (the paper's ViT) or 'conv' (hybrid)."})
 
 
 @dataclass
@@ -82,6 +83,21 @@ class DataArguments:
     track_test_accuracy: bool = field(
         default=True, metadata={"help": "Also score the test split at each evaluation (logged, never used to choose)."}
     )
+
+
+@dataclass
+class DistillationArguments:
+    teacher_model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Distil from this trained classifier (DeiT); the student stays a plain ViT."})
+    distillation_type: str = field(default="hard", metadata={"help": "'hard' (DeiT: teacher's argmax) or 'soft'."})
+    distillation_alpha: float = field(default=0.5, metadata={"help": "Weight of the teacher's loss, in [0, 1]."})
+    distillation_temperature: float = field(default=1.0, metadata={"help": "Softening for 'soft' distillation."})
+
+    def __post_init__(self):
+        if not 0.0 <= self.distillation_alpha <= 1.0:
+            raise ValueError(f"--distillation_alpha must be in [0, 1], got {self.distillation_alpha}.")
+        if self.distillation_temperature <= 0:
+            raise ValueError(f"--distillation_temperature must be positive, got {self.distillation_temperature}.")
 
 
 @dataclass
@@ -114,7 +130,7 @@ class ViTMNISTTrainingArguments(TrainingArguments):
 
 
 def parse_args(argv: list[str]):
-    parser = HfArgumentParser((ModelArguments, DataArguments, ViTMNISTTrainingArguments))
+    parser = HfArgumentParser((ModelArguments, DataArguments, DistillationArguments, ViTMNISTTrainingArguments))
     recipe = {}
     if argv and argv[0].endswith(".json"):
         recipe = json.loads(Path(argv[0]).read_text())
@@ -139,17 +155,33 @@ def build_model(model_args: ModelArguments, label_names: list[str], image_size: 
     return ViTMNISTForImageClassification(config)
 
 
+def load_teacher(distillation_args: DistillationArguments, label_names: list[str]):
+    """The trained classifier to distil from, checked to predict the same classes in the same order."""
+    path = distillation_args.teacher_model_name_or_path
+    teacher = ViTMNISTForImageClassification.from_pretrained(path)
+    teacher_labels = [teacher.config.id2label[i] for i in range(teacher.config.num_labels)]
+    if teacher_labels != label_names:
+        raise SystemExit(f"The teacher {path} predicts {teacher_labels}, but the dataset's labels are {label_names}: "
+                         "distil from a model trained on the same dataset.")
+    return teacher
+
+
 RECIPE_TRAINING_FIELDS = ("learning_rate", "weight_decay", "warmup_steps", "lr_scheduler_type", "optim",
                           "label_smoothing_factor", "num_train_epochs", "per_device_train_batch_size",
                           "gradient_accumulation_steps", "max_grad_norm", "seed", "bf16", "torch_compile")
 
 
-def training_summary(model_args, data_args, training_args, trainer, label_names) -> dict:
+def training_summary(model_args, data_args, distillation_args, training_args, trainer, label_names) -> dict:
     """Everything the model card reports about how the model was made, from this run's own records."""
     history = accuracy_history(trainer.state.log_history)
+    distillation = None
+    if trainer.teacher is not None:
+        distillation = {**dataclasses.asdict(distillation_args), "teacher_stem": trainer.teacher.config.stem,
+                        "teacher_num_parameters": trainer.teacher.num_parameters()}
     return {
         "recipe": {"model": dataclasses.asdict(model_args), "data": dataclasses.asdict(data_args),
-                   "training": {name: getattr(training_args, name) for name in RECIPE_TRAINING_FIELDS}},
+                   "training": {name: getattr(training_args, name) for name in RECIPE_TRAINING_FIELDS},
+                   "distillation": distillation},
         "global_batch_size": training_args.train_batch_size * training_args.world_size
         * training_args.gradient_accumulation_steps,
         "num_parameters": trainer.model.num_parameters(),
@@ -170,7 +202,7 @@ def use_cpu_processes_without_gpu() -> None:
 
 def main(argv: list[str] | None = None) -> dict:
     use_cpu_processes_without_gpu()
-    model_args, data_args, training_args = parse_args(sys.argv[1:] if argv is None else argv)
+    model_args, data_args, distillation_args, training_args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     check_output_dir(training_args.output_dir)
     set_seed(training_args.seed)
@@ -194,6 +226,7 @@ def main(argv: list[str] | None = None) -> dict:
     logger.info("Data: %s", {name: len(split) for name, split in splits.items()})
 
     model = build_model(model_args, label_names, image_size)
+    teacher = load_teacher(distillation_args, label_names) if distillation_args.teacher_model_name_or_path else None
     processor = ViTMNISTImageProcessor(size={"height": image_size, "width": image_size})
     mean, std = processor.image_mean[0], processor.image_std[0]
     augmentation = dict(augment=data_args.augment, rotation_degrees=data_args.rotation_degrees,
@@ -222,6 +255,10 @@ def main(argv: list[str] | None = None) -> dict:
         processing_class=processor,
         compute_metrics=make_compute_metrics(len(label_names)),
         callbacks=[ElapsedTimeCallback(), NonFiniteWeightsCallback()],
+        teacher=teacher,
+        distillation_type=distillation_args.distillation_type,
+        distillation_alpha=distillation_args.distillation_alpha,
+        distillation_temperature=distillation_args.distillation_temperature,
     )
     logger.info("Model: %d parameters; %d process(es), %s", model.num_parameters(), training_args.world_size,
                 training_args.distributed_state.distributed_type)
@@ -250,7 +287,7 @@ def main(argv: list[str] | None = None) -> dict:
         trainer.model.save_pretrained(final_dir)  # weights (safetensors), config, code files; no pickles
         processor.save_pretrained(final_dir)
         (final_dir / "all_results.json").write_text(json.dumps(results, indent=2) + "\n")
-        summary = training_summary(model_args, data_args, training_args, trainer, label_names)
+        summary = training_summary(model_args, data_args, distillation_args, training_args, trainer, label_names)
         summary["split_sizes"] = {name: len(split) for name, split in splits.items()}
         summary["dataset"] = data_args.dataset_name or data_args.dataset_dir or "bundled MNIST"
         (final_dir / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")

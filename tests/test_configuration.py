@@ -47,6 +47,8 @@ def test_json_round_trip(tmp_path):
         (dict(attention_probs_dropout_prob=-0.1), "attention_probs_dropout_prob"),
         (dict(layer_norm_eps=0.0), "layer_norm_eps"),
         (dict(pooling="max"), "pooling"),
+        (dict(stem="resnet"), "stem"),
+        (dict(stem="conv", patch_size=7), "power of two"),
     ],
 )
 def test_invalid_values_raise_value_error_naming_the_field(kwargs, field):

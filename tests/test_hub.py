@@ -105,3 +105,15 @@ def test_card_names_the_data_the_run_used(hub_folder, tmp_path):
     card = build_model_card(other)
     assert card.data.datasets is None and "handwritten digits" not in card.text
     assert "fashion-mnist" in card.text
+
+
+def test_card_names_a_hybrid_stem(hub_folder, tmp_path):
+    import shutil
+
+    assert "the paper's plain ViT" in ModelCard.load(hub_folder / "README.md").text
+    hybrid = tmp_path / "hybrid-run"
+    shutil.copytree(hub_folder, hybrid)
+    config = json.loads((hybrid / "config.json").read_text())
+    (hybrid / "config.json").write_text(json.dumps({**config, "stem": "conv", "patch_size": 4}))
+    text = build_model_card(hybrid).text
+    assert "the paper's hybrid ViT" in text and "7x7 feature map" in text and "plain ViT" not in text

@@ -137,3 +137,18 @@ def test_initialisation(tiny_config):
     for parameter in (model.embeddings.cls_token, model.embeddings.position_embeddings):
         assert parameter.abs().max() <= 2 * std + 1e-6  # truncated at two standard deviations
         assert 0.5 * std < parameter.std() < 1.5 * std
+
+
+def test_conv_stem_gives_the_same_tokens_and_round_trips(tmp_path):
+    """The hybrid stem: two stride-2 convolutions turn 28x28 into the 7x7 grid that 4x4 patches give; its
+    BatchNorm running statistics are saved and loaded with the weights."""
+    config = make_tiny_config(stem="conv", patch_size=4)
+    model = ViTMNISTForImageClassification(config)
+    model.train()(_pixels(batch=8))  # one training-mode pass moves BatchNorm's running statistics off their start
+    model.eval()
+    out = model(_pixels(), output_hidden_states=True)
+    assert out.hidden_states[0].shape == (3, 1 + 7 * 7, config.hidden_size)
+    model.save_pretrained(tmp_path)
+    loaded = ViTMNISTForImageClassification.from_pretrained(tmp_path).eval()
+    assert loaded.config.stem == "conv"
+    assert torch.equal(loaded(_pixels()).logits, out.logits)

@@ -15,6 +15,7 @@ AUTO_MAP = {
 }
 
 POOLING_CHOICES = ("cls", "mean")
+STEM_CHOICES = ("patchify", "conv")
 
 
 @strict
@@ -48,6 +49,9 @@ class ViTMNISTConfig(PreTrainedConfig):
     qkv_bias: bool = True
     initializer_range: float = 0.02  # std of the truncated normal for weights, [CLS] and positions
     pooling: str = "cls"  # what the classifier reads: "cls" (the paper) or "mean" over patch tokens
+    # How pixels become tokens: "patchify" (the paper's ViT: a linear projection of each patch) or "conv" (the
+    # paper's hybrid: 1x1 patches of a small CNN's feature map, the stem of Xiao et al. 2021). Same N tokens.
+    stem: str = "patchify"
 
     def __post_init__(self, **kwargs):
         self._validate()
@@ -81,6 +85,13 @@ class ViTMNISTConfig(PreTrainedConfig):
             raise ValueError(f"ViTMNISTConfig.layer_norm_eps must be positive, got {self.layer_norm_eps}.")
         if self.pooling not in POOLING_CHOICES:
             raise ValueError(f"ViTMNISTConfig.pooling must be one of {POOLING_CHOICES}, got {self.pooling!r}.")
+        if self.stem not in STEM_CHOICES:
+            raise ValueError(f"ViTMNISTConfig.stem must be one of {STEM_CHOICES}, got {self.stem!r}.")
+        if self.stem == "conv" and self.patch_size & (self.patch_size - 1):
+            raise ValueError(
+                f"ViTMNISTConfig.stem='conv' halves the image once per stride-2 convolution, so patch_size must be a "
+                f"power of two (1, 2, 4, ...), got {self.patch_size}. Use stem='patchify' for other patch sizes."
+            )
 
     @classmethod
     def from_dict(cls, config_dict: dict, **kwargs):

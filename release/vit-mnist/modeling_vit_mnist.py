@@ -37,19 +37,38 @@ class ViTMNISTPatchEmbeddings(nn.Module):
 
     def __init__(self, config: ViTMNISTConfig):
         super().__init__()
-        self.num_channels = config.num_channels
         self.projection = nn.Conv2d(
             config.num_channels, config.hidden_size, kernel_size=config.patch_size, stride=config.patch_size
         )
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        if pixel_values.ndim != 4 or pixel_values.shape[1] != self.num_channels:
-            raise ValueError(
-                f"pixel_values must have shape (batch, {self.num_channels}, height, width), got "
-                f"{tuple(pixel_values.shape)}. Prepare images with ViTMNISTImageProcessor."
-            )
         patches = self.projection(pixel_values)  # (B, D, H/P, W/P)
         return patches.flatten(2).transpose(1, 2)  # (B, N, D), patches in row-major order
+
+
+class ViTMNISTConvStem(nn.Module):
+    """The paper's hybrid input (section 3.1): tokens are 1x1 patches of a CNN feature map instead of pixel
+    patches. The CNN is the convolutional stem of Xiao et al. (2021, "Early Convolutions Help Transformers See
+    Better"): one 3x3 stride-2 convolution with BatchNorm and ReLU per halving of the resolution, widths doubling
+    up to D, then a 1x1 convolution (the paper's E). It gives the same N tokens as patch_size x patch_size patches.
+    A config option (`stem="conv"`), measured against the plain ViT; the released model is the plain one.
+    """
+
+    def __init__(self, config: ViTMNISTConfig):
+        super().__init__()
+        num_halvings = config.patch_size.bit_length() - 1  # patch_size is a power of two (checked by the config)
+        layers, channels = [], config.num_channels
+        for i in range(num_halvings):
+            width = config.hidden_size >> (num_halvings - 1 - i)  # ..., D/4, D/2, D
+            layers += [nn.Conv2d(channels, width, kernel_size=3, stride=2, padding=1, bias=False),
+                       nn.BatchNorm2d(width), nn.ReLU()]
+            channels = width
+        self.convolutions = nn.Sequential(*layers)
+        self.projection = nn.Conv2d(channels, config.hidden_size, kernel_size=1)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        features = self.projection(self.convolutions(pixel_values))  # (B, D, H/P, W/P)
+        return features.flatten(2).transpose(1, 2)  # (B, N, D)
 
 
 class ViTMNISTEmbeddings(nn.Module):
@@ -68,7 +87,8 @@ class ViTMNISTEmbeddings(nn.Module):
         super().__init__()
         self.patch_size = config.patch_size
         self.image_size = config.image_size
-        self.patch_embeddings = ViTMNISTPatchEmbeddings(config)
+        self.num_channels = config.num_channels
+        self.patch_embeddings = ViTMNISTConvStem(config) if config.stem == "conv" else ViTMNISTPatchEmbeddings(config)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size))  # (1, 1, D), one for all images
         self.position_embeddings = nn.Parameter(
             torch.zeros(1, 1 + config.num_patches, config.hidden_size)  # (1, 1 + N, D): slot 0 is [CLS]'s
@@ -92,6 +112,11 @@ class ViTMNISTEmbeddings(nn.Module):
         return torch.cat((cls_position, patch_positions), dim=1)  # (1, 1 + N', D)
 
     def forward(self, pixel_values: torch.Tensor, interpolate_pos_encoding: bool = False) -> torch.Tensor:
+        if pixel_values.ndim != 4 or pixel_values.shape[1] != self.num_channels:
+            raise ValueError(
+                f"pixel_values must have shape (batch, {self.num_channels}, height, width), got "
+                f"{tuple(pixel_values.shape)}. Prepare images with ViTMNISTImageProcessor."
+            )
         batch_size, _, height, width = pixel_values.shape
         if interpolate_pos_encoding:
             position_embeddings = self.interpolate_pos_encoding(height, width)
