@@ -30,7 +30,7 @@ def _percent(value: float | None, digits: int = 2) -> str:
     return "n/a" if value is None else f"{100 * value:.{digits}f}%"
 
 
-def _duration(seconds: float | None) -> str:
+def format_duration(seconds: float | None) -> str:
     if seconds is None:
         return "not reached"
     minutes, seconds = divmod(round(seconds), 60)
@@ -130,12 +130,12 @@ def build_model_card(model_dir: str | Path, repo_id: str | None = None) -> Model
         train_size=f"{sizes.get('train', 0):,}",
         validation_size=f"{sizes.get('validation', 0):,}",
         hyperparameters=hyperparameters,
-        wall_clock=_duration(summary.get("train_wall_clock_seconds")),
+        wall_clock=format_duration(summary.get("train_wall_clock_seconds")),
         hardware=f"{hardware.get('cpu_cores', '?')} cores of {hardware.get('cpu', 'a CPU')}" +
                  (f" + {hardware['gpu']}" if hardware.get("gpu") else "") +
                  f" ({hardware.get('processes', 1)} process(es))",
-        time_to_99=_duration(time_to.get("0.99")),
-        time_to_995=_duration(time_to.get("0.995")),
+        time_to_99=format_duration(time_to.get("0.99")),
+        time_to_995=format_duration(time_to.get("0.995")),
         test_accuracy=_percent(results["test_accuracy"]),
         test_macro_f1=_percent(results["test_macro_f1"]),
         test_size=f"{sizes.get('test', 0):,}",

@@ -7,6 +7,8 @@ it on the test split, and save the folder the Hub would receive (optionally push
     python scripts/train.py --output_dir runs/plain                # plain Python works too
     torchrun --nproc_per_node 2 scripts/train.py recipes/quick.json   # 2 data-parallel CPU processes (gloo)
     accelerate launch --mixed_precision bf16 scripts/train.py recipes/quick.json
+    accelerate launch scripts/train.py recipes/quick.json --stem conv --output_dir runs/hybrid    # hybrid ViT
+    accelerate launch scripts/train.py recipes/quick.json --teacher_model_name_or_path runs/hybrid/final_model
 
 A recipe is a JSON file of the flags below; flags given after it override it. Training resumes from the last
 checkpoint in --output_dir unless --resume_from_checkpoint names another (or "none" to start afresh).

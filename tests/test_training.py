@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import compare_runs
 import evaluate_checkpoint  # scripts/ is on pytest's pythonpath
 import pytest
 import torch
@@ -133,3 +134,13 @@ def test_divergence_stops_with_a_clear_message_and_keeps_the_good_checkpoint(tmp
     for checkpoint in checkpoints:
         weights = load_file(checkpoint / "model.safetensors")
         assert all(torch.isfinite(tensor).all() for tensor in weights.values()), checkpoint.name
+
+
+def test_compare_runs_tabulates_finished_runs_and_refuses_unfinished_ones(trained, tmp_path):
+    output_dir, results = trained
+    table = compare_runs.main([str(output_dir), "--json", str(tmp_path / "runs.json")])
+    row = table.splitlines()[2]
+    assert f"**{100 * results['test_accuracy']:.2f}%**" in row and "plain ViT, width 32, depth 2" in row
+    assert json.loads((tmp_path / "runs.json").read_text())[0]["results"] == results
+    with pytest.raises(SystemExit, match="is the run finished"):
+        compare_runs.main([str(tmp_path)])
