@@ -144,3 +144,12 @@ def test_compare_runs_tabulates_finished_runs_and_refuses_unfinished_ones(traine
     assert json.loads((tmp_path / "runs.json").read_text())[0]["results"] == results
     with pytest.raises(SystemExit, match="is the run finished"):
         compare_runs.main([str(tmp_path)])
+
+
+@pytest.mark.parametrize("recipe", sorted((Path(train.__file__).parents[1] / "recipes").glob("*.json")),
+                         ids=lambda path: path.name)
+def test_every_recipe_parses_into_train_py_arguments(recipe):
+    model_args, _, _, training_args = train.parse_args([str(recipe)])
+    values = json.loads(recipe.read_text())
+    assert training_args.output_dir == values["output_dir"]
+    assert model_args.stem == values.get("stem", "patchify")
