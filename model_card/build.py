@@ -37,6 +37,11 @@ def format_duration(seconds: float | None) -> str:
     return f"{minutes} min {seconds} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"
 
 
+def architecture_name(stem: str | None) -> str:
+    """How cards and tables name a model by its stem: the paper's plain ViT, or its hybrid."""
+    return "hybrid (conv stem)" if stem == "conv" else "plain ViT"
+
+
 def build_model_card(model_dir: str | Path, repo_id: str | None = None) -> ModelCard:
     model_dir = Path(model_dir)
     config = json.loads((model_dir / "config.json").read_text())
@@ -94,7 +99,7 @@ def build_model_card(model_dir: str | Path, repo_id: str | None = None) -> Model
             distillation["distillation_type"], distillation["distillation_alpha"],
             f", temperature {distillation['distillation_temperature']}" if distillation["distillation_type"] == "soft"
             else "", distillation["teacher_num_parameters"],
-            "hybrid (conv stem)" if distillation["teacher_stem"] == "conv" else "plain ViT",
+            architecture_name(distillation["teacher_stem"]),
             distillation["teacher_model_name_or_path"])))
     hardware = summary.get("hardware", {})
     names = [config["id2label"][str(i)] for i in range(len(config["id2label"]))]

@@ -2,7 +2,7 @@
 training_summary.json and all_results.json): what was trained, how long it took, and the test accuracy reached.
 
     python scripts/compare_runs.py runs/s10-base runs/s10-conv runs/s10-distilled
-    python scripts/compare_runs.py runs/s10-* --json results/cpu-10-epochs.json   # also every record, as JSON
+    python scripts/compare_runs.py runs/s10-* --json results/short-schedules.json   # also every record, as JSON
 """
 
 import argparse
@@ -13,7 +13,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for model_card/
 from train import FINAL_MODEL_DIR
 
-from model_card.build import format_duration
+from model_card.build import architecture_name, format_duration
 
 COLUMNS = ("run", "model", "params", "training", "epochs", "wall clock", "test accuracy by epoch",
            "time to 99.0% / 99.5% test", "final test (best validation epoch)")
@@ -32,14 +32,15 @@ def run_record(run_dir: Path) -> dict:
 def table_row(record: dict) -> list[str]:
     summary, recipe = record["summary"], record["summary"]["recipe"]
     model, distillation = recipe["model"], recipe.get("distillation")
-    stem = "hybrid (conv stem)" if model.get("stem") == "conv" else "plain ViT"
     training = "labels"
     if distillation:
         training = (f"distilled ({distillation['distillation_type']}, weight {distillation['distillation_alpha']}) "
                     f"from {Path(distillation['teacher_model_name_or_path']).parent.name}")
     by_epoch = " ".join(f"{100 * row['test_accuracy']:.2f}" for row in summary["history"] if "test_accuracy" in row)
     time_to = summary["time_to_test_accuracy_seconds"]
-    return [record["run"], f"{stem}, width {model['hidden_size']}, depth {model['num_hidden_layers']}",
+    architecture = (f"{architecture_name(model.get('stem'))}, width {model['hidden_size']}, "
+                    f"depth {model['num_hidden_layers']}")
+    return [record["run"], architecture,
             f"{summary['num_parameters']:,}", training, f"{recipe['training']['num_train_epochs']:g}",
             format_duration(summary["train_wall_clock_seconds"]), by_epoch,
             f"{format_duration(time_to['0.99'])} / {format_duration(time_to['0.995'])}",
