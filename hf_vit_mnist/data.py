@@ -245,8 +245,9 @@ class DigitTensors(torch.utils.data.Dataset):
 
 @dataclass
 class DigitCollator:
-    """Stacks uint8 images into a float batch (B, 1, H, W), optionally applies one random affine transform per
-    image (rotation, scale, translation; no flips: a flipped 2 is not a 2), and normalises like the processor."""
+    """Stacks uint8 images into a float batch (B, 1, H, W), optionally warps each image at random (an affine
+    transform: rotation, scale, translation, no flips since a flipped 2 is not a 2; optionally an elastic distortion
+    on top), and normalises like the processor."""
 
     mean: float
     std: float
@@ -254,6 +255,8 @@ class DigitCollator:
     rotation_degrees: float = 10.0
     scale_range: tuple[float, float] = (0.9, 1.1)
     translate_fraction: float = 0.1  # of the image side
+    elastic_alpha: float = 0.0  # elastic distortion strength in pixels (Simard et al. 2003 used 34); 0: none
+    elastic_sigma: float = 4.0  # smoothness of the elastic displacement field: Gaussian std in pixels
     erase_probability: float = 0.0  # chance that an image loses a random rectangle (random erasing), after the affine
     erase_area: tuple[float, float] = (0.02, 0.15)  # the rectangle's share of the image
     generator: torch.Generator | None = None  # a CPU generator: random parameters are drawn on the CPU
@@ -266,12 +269,21 @@ class DigitCollator:
             images, labels = images.to(self.device), labels.to(self.device)
         images = images.float().div_(255)
         if self.augment:
-            images = self.random_affine(images)
+            images = self.random_warp(images)
             if self.erase_probability > 0:
                 images = self.random_erase(images)
         return {"pixel_values": images.sub_(self.mean).div_(self.std), "labels": labels}
 
-    def random_affine(self, images: torch.Tensor) -> torch.Tensor:
+    def random_warp(self, images: torch.Tensor) -> torch.Tensor:
+        """Resamples each image once through its random affine grid plus, if elastic_alpha > 0, a random elastic
+        displacement field."""
+        grid = self.random_affine_grid(images)  # (B, H, W, 2): where each output pixel reads the input, in [-1, 1]
+        if self.elastic_alpha > 0:
+            grid = grid + self.random_elastic_displacement(images)
+        return torch.nn.functional.grid_sample(images, grid, mode="bilinear", padding_mode="zeros",
+                                               align_corners=False)
+
+    def random_affine_grid(self, images: torch.Tensor) -> torch.Tensor:
         batch = images.shape[0]
 
         def uniform(low, high):
@@ -285,9 +297,23 @@ class DigitCollator:
         theta[:, 0, 0], theta[:, 0, 1] = torch.cos(angle) / scale, -torch.sin(angle) / scale
         theta[:, 1, 0], theta[:, 1, 1] = torch.sin(angle) / scale, torch.cos(angle) / scale
         theta[:, 0, 2], theta[:, 1, 2] = uniform(-shift, shift), uniform(-shift, shift)
-        grid = torch.nn.functional.affine_grid(theta.to(images.device), list(images.shape), align_corners=False)
-        return torch.nn.functional.grid_sample(images, grid, mode="bilinear", padding_mode="zeros",
-                                               align_corners=False)
+        return torch.nn.functional.affine_grid(theta.to(images.device), list(images.shape), align_corners=False)
+
+    def random_elastic_displacement(self, images: torch.Tensor) -> torch.Tensor:
+        """Simard et al. 2003: uniform noise in [-1, 1] per pixel and axis, smoothed by a Gaussian of std
+        elastic_sigma, scaled by elastic_alpha pixels; returned in grid units (2 / side per pixel), (B, H, W, 2)."""
+        batch, _, height, width = images.shape
+        noise = torch.rand(batch * 2, 1, height, width, generator=self.generator) * 2 - 1
+        radius = math.ceil(3 * self.elastic_sigma)
+        offsets = torch.arange(-radius, radius + 1, dtype=torch.float32)
+        kernel = torch.exp(-offsets**2 / (2 * self.elastic_sigma**2))
+        kernel = (kernel / kernel.sum()).to(images.device)
+        field = noise.to(images.device)
+        field = torch.nn.functional.conv2d(field, kernel.view(1, 1, -1, 1), padding=(radius, 0))  # along H
+        field = torch.nn.functional.conv2d(field, kernel.view(1, 1, 1, -1), padding=(0, radius))  # along W
+        field = field.view(batch, 2, height, width).permute(0, 2, 3, 1) * self.elastic_alpha  # (B, H, W, 2) pixels
+        # grid_sample's last axis is (x, y): x spans the width, y the height, each 2 units end to end.
+        return field * torch.tensor([2 / width, 2 / height], device=images.device)
 
     def random_erase(self, images: torch.Tensor) -> torch.Tensor:
         """Sets one random rectangle per chosen image to the background (0), as torchvision's RandomErasing does

@@ -42,6 +42,21 @@ def architecture_name(stem: str | None) -> str:
     return "hybrid (conv stem)" if stem == "conv" else "plain ViT"
 
 
+def augmentation_text(data: dict) -> str:
+    """The training augmentation as a card row, from train.py's recorded data arguments."""
+    if not data.get("augment"):
+        return "none"
+    parts = ["random affine per image: rotation +-{}deg, scale {}-{}, shift +-{:.0%}".format(
+        data.get("rotation_degrees"), data.get("scale_min"), data.get("scale_max"),
+        data.get("translate_fraction") or 0)]
+    if data.get("elastic_alpha"):
+        parts.append(f"elastic distortion (Simard et al. 2003) alpha {data['elastic_alpha']}, sigma "
+                     f"{data.get('elastic_sigma')} px")
+    if data.get("erase_probability"):
+        parts.append(f"random erasing p {data['erase_probability']}")
+    return "; ".join(parts)
+
+
 def build_model_card(model_dir: str | Path, repo_id: str | None = None) -> ModelCard:
     model_dir = Path(model_dir)
     config = json.loads((model_dir / "config.json").read_text())
@@ -86,9 +101,7 @@ def build_model_card(model_dir: str | Path, repo_id: str | None = None) -> Model
         ("epochs", training.get("num_train_epochs")),
         ("batch size", summary.get("global_batch_size")),
         ("label smoothing", training.get("label_smoothing_factor")),
-        ("augmentation", "random affine per image: rotation +-{}deg, scale {}-{}, shift +-{:.0%}".format(
-            data.get("rotation_degrees"), data.get("scale_min"), data.get("scale_max"),
-            data.get("translate_fraction") or 0) if data.get("augment") else "none"),
+        ("augmentation", augmentation_text(data)),
         ("dropout", f"{config.get('hidden_dropout_prob')} (hidden), {config.get('attention_probs_dropout_prob')} "
                     "(attention)"),
         ("seed", training.get("seed")),

@@ -81,6 +81,8 @@ class DataArguments:
     scale_min: float = field(default=0.9)
     scale_max: float = field(default=1.1)
     translate_fraction: float = field(default=0.1)
+    elastic_alpha: float = field(default=0.0, metadata={"help": "Elastic distortion strength in pixels; 0: off."})
+    elastic_sigma: float = field(default=4.0, metadata={"help": "Smoothness of the elastic distortion (pixels)."})
     erase_probability: float = field(default=0.0, metadata={"help": "Random erasing: chance per training image."})
     track_test_accuracy: bool = field(
         default=True, metadata={"help": "Also score the test split at each evaluation (logged, never used to choose)."}
@@ -234,6 +236,7 @@ def main(argv: list[str] | None = None) -> dict:
     augmentation = dict(augment=data_args.augment, rotation_degrees=data_args.rotation_degrees,
                         scale_range=(data_args.scale_min, data_args.scale_max),
                         translate_fraction=data_args.translate_fraction,
+                        elastic_alpha=data_args.elastic_alpha, elastic_sigma=data_args.elastic_sigma,
                         erase_probability=data_args.erase_probability)
     eval_datasets = {"validation": splits["validation"]}
     if data_args.track_test_accuracy and "test" in splits:

@@ -151,6 +151,31 @@ def test_augmentation_keeps_labels_shapes_and_ink(mnist_test):
     torch.testing.assert_close(identity(features)["pixel_values"], plain["pixel_values"], atol=1e-5, rtol=0)
 
 
+def test_elastic_distortion_bends_digits_with_a_smooth_field_of_the_asked_strength(mnist_test):
+    images, labels = mnist_test
+    features = [{"pixel_values": torch.from_numpy(images[i].copy()), "labels": torch.tensor(int(labels[i]))}
+                for i in range(64)]
+    no_affine = dict(augment=True, rotation_degrees=0, scale_range=(1, 1), translate_fraction=0)
+    plain = DigitCollator(0.0, 1.0)(features)["pixel_values"]
+    bent = DigitCollator(0.0, 1.0, **no_affine, elastic_alpha=34, generator=torch.Generator().manual_seed(0))(features)
+    assert bent["labels"].tolist() == labels[:64].tolist() and bent["pixel_values"].shape == plain.shape
+    ink_ratio = bent["pixel_values"].sum((1, 2, 3)) / plain.sum((1, 2, 3))
+    assert ((ink_ratio > 0.6) & (ink_ratio < 1.7)).all(), "strokes bend, thin or thicken, but the digit stays"
+    similarity = torch.nn.functional.cosine_similarity(bent["pixel_values"].flatten(1), plain.flatten(1))
+    assert 0.5 < similarity.mean() < 0.98
+
+    def field_in_pixels(alpha):
+        collator = DigitCollator(0.0, 1.0, elastic_alpha=alpha, generator=torch.Generator().manual_seed(0))
+        return collator.random_elastic_displacement(torch.zeros(256, 1, 28, 28)) * 14  # grid units -> pixels
+
+    field = field_in_pixels(34)  # (B, H, W, 2)
+    torch.testing.assert_close(field_in_pixels(17), field / 2)  # strength is linear in alpha
+    magnitude = field.norm(dim=-1).mean()
+    assert 0.5 < magnitude < 3.0, "a pixel or two, as in Simard et al. 2003"
+    step = (field[:, 1:] - field[:, :-1]).norm(dim=-1).mean()
+    assert step < magnitude / 4, "neighbouring pixels move together: a smooth field, not noise"
+
+
 def test_random_erasing_blanks_one_box_per_chosen_image_only(mnist_test):
     images, labels = mnist_test
     features = [{"pixel_values": torch.full((28, 28), 255, dtype=torch.uint8), "labels": torch.tensor(0)}] * 512
@@ -172,7 +197,7 @@ def test_collator_builds_the_same_augmented_batch_on_a_given_device(mnist_test, 
     images, labels = mnist_test
     features = [{"pixel_values": torch.from_numpy(images[i].copy()), "labels": torch.tensor(int(labels[i]))}
                 for i in range(64)]
-    settings = dict(augment=True, erase_probability=0.5)
+    settings = dict(augment=True, erase_probability=0.5, elastic_alpha=34)
     here = DigitCollator(0.1, 0.3, **settings, generator=torch.Generator().manual_seed(0))(features)
     there = DigitCollator(0.1, 0.3, **settings, generator=torch.Generator().manual_seed(0), device=device)(features)
     assert there["pixel_values"].device.type == there["labels"].device.type == device

@@ -117,3 +117,17 @@ def test_card_names_a_hybrid_stem(hub_folder, tmp_path):
     (hybrid / "config.json").write_text(json.dumps({**config, "stem": "conv", "patch_size": 4}))
     text = build_model_card(hybrid).text
     assert "the paper's hybrid ViT" in text and "7x7 feature map" in text and "plain ViT" not in text
+
+
+def test_card_lists_every_augmentation_the_run_used(hub_folder, tmp_path):
+    import shutil
+
+    assert "elastic" not in ModelCard.load(hub_folder / "README.md").text
+    elastic = tmp_path / "elastic-run"
+    shutil.copytree(hub_folder, elastic)
+    summary = json.loads((elastic / "training_summary.json").read_text())
+    summary["recipe"]["data"].update(augment=True, elastic_alpha=34.0, elastic_sigma=4.0, erase_probability=0.25)
+    (elastic / "training_summary.json").write_text(json.dumps(summary))
+    text = build_model_card(elastic).text
+    assert "elastic distortion (Simard et al. 2003) alpha 34.0, sigma 4.0 px" in text
+    assert "random erasing p 0.25" in text and "random affine per image" in text
