@@ -1,5 +1,6 @@
-"""Tabulate finished scripts/train.py runs side by side, from each run's own records (final_model/
-training_summary.json and all_results.json): what was trained, how long it took, and the test accuracy reached.
+"""Tabulate scripts/train.py runs side by side, from each run's own records (final_model/training_summary.json and
+all_results.json): what was trained, how long it took, and the test accuracy reached. A run still training (or
+stopped, to be resumed) is shown as far as its newest checkpoint goes: same-schedule runs compare epoch by epoch.
 
     python scripts/compare_runs.py runs/s10-base runs/s10-conv runs/s10-distilled
     python scripts/compare_runs.py runs/s10-* --json results/short-schedules.json   # also every record, as JSON
@@ -12,7 +13,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for model_card/
 from train import FINAL_MODEL_DIR
+from transformers.trainer_utils import get_last_checkpoint
 
+from hf_vit_mnist import ViTMNISTConfig, ViTMNISTForImageClassification
+from hf_vit_mnist.training import accuracy_history, time_to_accuracy
 from model_card.build import architecture_name, format_duration
 
 COLUMNS = ("run", "model", "params", "training", "epochs", "wall clock", "test accuracy by epoch",
@@ -20,31 +24,58 @@ COLUMNS = ("run", "model", "params", "training", "epochs", "wall clock", "test a
 
 
 def run_record(run_dir: Path) -> dict:
+    """A finished run's summary and results, or what the newest checkpoint of an unfinished run knows."""
     final = run_dir / FINAL_MODEL_DIR
-    if not (final / "training_summary.json").exists():
-        raise SystemExit(f"{run_dir} has no {FINAL_MODEL_DIR}/training_summary.json: is the run finished? "
-                         "Pass the --output_dir of a completed scripts/train.py run.")
-    summary = json.loads((final / "training_summary.json").read_text())
-    results = json.loads((final / "all_results.json").read_text())
-    return {"run": run_dir.name, "summary": summary, "results": results}
+    if (final / "training_summary.json").exists():
+        summary = json.loads((final / "training_summary.json").read_text())
+        results = json.loads((final / "all_results.json").read_text())
+        return {"run": run_dir.name, "summary": summary, "results": results}
+    newest = get_last_checkpoint(run_dir) if run_dir.is_dir() else None
+    if newest is None:
+        raise SystemExit(f"{run_dir} has no {FINAL_MODEL_DIR}/training_summary.json and no checkpoint: pass the "
+                         "--output_dir of a scripts/train.py run that has finished at least one epoch.")
+    state = json.loads((Path(newest) / "trainer_state.json").read_text())
+    config = ViTMNISTConfig.from_pretrained(newest)
+    return {"run": run_dir.name, "checkpoint": Path(newest).name, "epoch": state["epoch"],
+            "num_train_epochs": state["num_train_epochs"], "best_metric": state["best_metric"],
+            "num_parameters": ViTMNISTForImageClassification(config).num_parameters(), "config": config.to_dict(),
+            "history": accuracy_history(state["log_history"])}
 
 
 def table_row(record: dict) -> list[str]:
+    if "summary" not in record:
+        return in_progress_row(record)
     summary, recipe = record["summary"], record["summary"]["recipe"]
     model, distillation = recipe["model"], recipe.get("distillation")
     training = "labels"
     if distillation:
         training = (f"distilled ({distillation['distillation_type']}, weight {distillation['distillation_alpha']}) "
                     f"from {Path(distillation['teacher_model_name_or_path']).parent.name}")
-    by_epoch = " ".join(f"{100 * row['test_accuracy']:.2f}" for row in summary["history"] if "test_accuracy" in row)
-    time_to = summary["time_to_test_accuracy_seconds"]
-    architecture = (f"{architecture_name(model.get('stem'))}, width {model['hidden_size']}, "
-                    f"depth {model['num_hidden_layers']}")
-    return [record["run"], architecture,
-            f"{summary['num_parameters']:,}", training, f"{recipe['training']['num_train_epochs']:g}",
-            format_duration(summary["train_wall_clock_seconds"]), by_epoch,
-            f"{format_duration(time_to['0.99'])} / {format_duration(time_to['0.995'])}",
+    if recipe["data"].get("elastic_alpha"):
+        training += f", elastic distortion {recipe['data']['elastic_alpha']:g}/{recipe['data']['elastic_sigma']:g}"
+    return [record["run"], architecture_text(model), f"{summary['num_parameters']:,}", training,
+            f"{recipe['training']['num_train_epochs']:g}", *progress_cells(summary["history"]),
             f"**{100 * record['results']['test_accuracy']:.2f}%**"]
+
+
+def in_progress_row(record: dict) -> list[str]:
+    history = record["history"]
+    best = max(history, key=lambda row: row["validation_accuracy"])  # what train.py would keep if stopped now
+    return [record["run"], architecture_text(record["config"]), f"{record['num_parameters']:,}", "(in progress)",
+            f"{record['epoch']:g} of {record['num_train_epochs']:g}", *progress_cells(history),
+            f"in progress: {100 * best['test_accuracy']:.2f}% at the best validation epoch so far ({best['epoch']:g})"]
+
+
+def architecture_text(model: dict) -> str:
+    return f"{architecture_name(model.get('stem'))}, width {model['hidden_size']}, depth {model['num_hidden_layers']}"
+
+
+def progress_cells(history: list[dict]) -> list[str]:
+    """Wall clock, test accuracy per epoch, and time to 99.0% / 99.5% test, from train.py's accuracy history."""
+    by_epoch = " ".join(f"{100 * row['test_accuracy']:.2f}" for row in history if "test_accuracy" in row)
+    time_to = time_to_accuracy(history)
+    return [format_duration(history[-1]["elapsed_seconds"]), by_epoch,
+            f"{format_duration(time_to['0.99'])} / {format_duration(time_to['0.995'])}"]
 
 
 def markdown_table(records: list[dict]) -> str:
@@ -55,7 +86,7 @@ def markdown_table(records: list[dict]) -> str:
 
 def main(argv=None) -> str:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run_dirs", nargs="+", type=Path, help="--output_dir folders of finished train.py runs")
+    parser.add_argument("run_dirs", nargs="+", type=Path, help="--output_dir folders of train.py runs")
     parser.add_argument("--json", type=Path, help="Also write the runs' records (summary, results) to this file.")
     args = parser.parse_args(argv)
     records = [run_record(run_dir) for run_dir in args.run_dirs]

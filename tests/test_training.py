@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -136,14 +137,21 @@ def test_divergence_stops_with_a_clear_message_and_keeps_the_good_checkpoint(tmp
         assert all(torch.isfinite(tensor).all() for tensor in weights.values()), checkpoint.name
 
 
-def test_compare_runs_tabulates_finished_runs_and_refuses_unfinished_ones(trained, tmp_path):
+def test_compare_runs_tabulates_finished_and_unfinished_runs(trained, tmp_path):
     output_dir, results = trained
     table = compare_runs.main([str(output_dir), "--json", str(tmp_path / "runs.json")])
     row = table.splitlines()[2]
     assert f"**{100 * results['test_accuracy']:.2f}%**" in row and "plain ViT, width 32, depth 2" in row
     assert json.loads((tmp_path / "runs.json").read_text())[0]["results"] == results
-    with pytest.raises(SystemExit, match="is the run finished"):
-        compare_runs.main([str(tmp_path)])
+
+    unfinished = tmp_path / "unfinished"  # the same run as if stopped after its last checkpoint, before the end
+    shutil.copytree(output_dir, unfinished, ignore=shutil.ignore_patterns(train.FINAL_MODEL_DIR))
+    row = compare_runs.main([str(unfinished)]).splitlines()[2]
+    summary = json.loads((output_dir / train.FINAL_MODEL_DIR / "training_summary.json").read_text())
+    assert "| 3 of 3 |" in row and "| (in progress) |" in row and f"| {summary['num_parameters']:,} |" in row
+    assert f"{100 * results['test_accuracy']:.2f}% at the best validation epoch so far" in row  # what train.py kept
+    with pytest.raises(SystemExit, match="no checkpoint"):
+        compare_runs.main([str(tmp_path / "empty")])
 
 
 @pytest.mark.parametrize("recipe", sorted((Path(train.__file__).parents[1] / "recipes").glob("*.json")),
