@@ -88,6 +88,16 @@ class DataArguments:
         default=True, metadata={"help": "Also score the test split at each evaluation (logged, never used to choose)."}
     )
 
+    def __post_init__(self):
+        if not 0 < self.scale_min <= self.scale_max:
+            raise ValueError(f"--scale_min/--scale_max must satisfy 0 < min <= max, got {self.scale_min}, "
+                             f"{self.scale_max}.")
+        if not 0.0 <= self.erase_probability <= 1.0:
+            raise ValueError(f"--erase_probability must be in [0, 1], got {self.erase_probability}.")
+        if self.elastic_alpha < 0 or self.elastic_sigma <= 0:
+            raise ValueError(f"--elastic_alpha must be >= 0 (0: off) and --elastic_sigma > 0 pixels, got "
+                             f"{self.elastic_alpha}, {self.elastic_sigma}.")
+
 
 @dataclass
 class DistillationArguments:
@@ -206,7 +216,10 @@ def use_cpu_processes_without_gpu() -> None:
 
 def main(argv: list[str] | None = None) -> dict:
     use_cpu_processes_without_gpu()
-    model_args, data_args, distillation_args, training_args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        model_args, data_args, distillation_args, training_args = parse_args(sys.argv[1:] if argv is None else argv)
+    except ValueError as error:  # our own checks and TrainingArguments' own: one line, no traceback
+        raise SystemExit(f"Bad argument: {error}") from None
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     check_output_dir(training_args.output_dir)
     set_seed(training_args.seed)

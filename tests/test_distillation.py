@@ -86,5 +86,5 @@ def test_a_teacher_for_other_labels_is_refused(trained, tmp_path):
 
 
 def test_distillation_weight_outside_0_1_is_refused(tmp_path):
-    with pytest.raises(ValueError, match="distillation_alpha"):
+    with pytest.raises(SystemExit, match="Bad argument: --distillation_alpha must be in"):
         train_tiny(tmp_path, "--distillation_alpha", "1.5")

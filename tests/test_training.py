@@ -85,6 +85,19 @@ def test_unwritable_output_dir_fails_at_start(tmp_path):
         train_tiny(blocker / "run", "--num_train_epochs", "1")
 
 
+@pytest.mark.parametrize("flags, message", [
+    (["--scale_min", "1.2", "--scale_max", "0.8"], "--scale_min/--scale_max must satisfy 0 < min <= max"),
+    (["--erase_probability", "2"], "--erase_probability must be in"),
+    (["--elastic_alpha", "34", "--elastic_sigma", "0"], "--elastic_sigma > 0"),
+    (["--learning_rate", "fast"], "invalid float value"),  # argparse's own message, also one line
+])
+def test_bad_training_arguments_stop_with_one_line_before_any_work(tmp_path, capsys, flags, message):
+    with pytest.raises(SystemExit) as stopped:
+        train_tiny(tmp_path / "run", *flags)
+    assert message in str(stopped.value) + capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 def test_bad_dataset_dir_fails_with_a_clear_message(tmp_path):
     with pytest.raises(SystemExit, match="Data error"):
         train_tiny(tmp_path / "run", "--dataset_dir", str(tmp_path / "missing"))
