@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for model_card/
-from train import FINAL_MODEL_DIR
+from train import FINAL_MODEL_DIR, RECIPE_FILE
 from transformers.trainer_utils import get_last_checkpoint
 
 from hf_vit_mnist import ViTMNISTConfig, ViTMNISTForImageClassification
@@ -35,33 +35,42 @@ def run_record(run_dir: Path) -> dict:
         raise SystemExit(f"{run_dir} has no {FINAL_MODEL_DIR}/training_summary.json and no checkpoint: pass the "
                          "--output_dir of a scripts/train.py run that has finished at least one epoch.")
     state = json.loads((Path(newest) / "trainer_state.json").read_text())
+    recipe_file = run_dir / RECIPE_FILE
     config = ViTMNISTConfig.from_pretrained(newest)
     return {"run": run_dir.name, "checkpoint": Path(newest).name, "epoch": state["epoch"],
             "num_train_epochs": state["num_train_epochs"], "best_metric": state["best_metric"],
             "num_parameters": ViTMNISTForImageClassification(config).num_parameters(), "config": config.to_dict(),
-            "history": accuracy_history(state["log_history"])}
+            "history": accuracy_history(state["log_history"]),
+            "recipe": json.loads(recipe_file.read_text()) if recipe_file.exists() else None}
 
 
 def table_row(record: dict) -> list[str]:
     if "summary" not in record:
         return in_progress_row(record)
     summary, recipe = record["summary"], record["summary"]["recipe"]
-    model, distillation = recipe["model"], recipe.get("distillation")
-    training = "labels"
+    return [record["run"], architecture_text(recipe["model"]), f"{summary['num_parameters']:,}",
+            training_text(recipe), f"{recipe['training']['num_train_epochs']:g}", *progress_cells(summary["history"]),
+            f"**{100 * record['results']['test_accuracy']:.2f}%**"]
+
+
+def training_text(recipe: dict | None) -> str:
+    """What the run learned from (labels, or a teacher too) and any augmentation beyond the affine default."""
+    if recipe is None:  # a run started before train.py wrote its recipe at the start
+        return "(recipe not recorded)"
+    training, distillation = "labels", recipe.get("distillation")
     if distillation:
         training = (f"distilled ({distillation['distillation_type']}, weight {distillation['distillation_alpha']}) "
                     f"from {Path(distillation['teacher_model_name_or_path']).parent.name}")
     if recipe["data"].get("elastic_alpha"):
         training += f", elastic distortion {recipe['data']['elastic_alpha']:g}/{recipe['data']['elastic_sigma']:g}"
-    return [record["run"], architecture_text(model), f"{summary['num_parameters']:,}", training,
-            f"{recipe['training']['num_train_epochs']:g}", *progress_cells(summary["history"]),
-            f"**{100 * record['results']['test_accuracy']:.2f}%**"]
+    return training
 
 
 def in_progress_row(record: dict) -> list[str]:
     history = record["history"]
     best = max(history, key=lambda row: row["validation_accuracy"])  # what train.py would keep if stopped now
-    return [record["run"], architecture_text(record["config"]), f"{record['num_parameters']:,}", "(in progress)",
+    return [record["run"], architecture_text(record["config"]), f"{record['num_parameters']:,}",
+            training_text(record["recipe"]),
             f"{record['epoch']:g} of {record['num_train_epochs']:g}", *progress_cells(history),
             f"in progress: {100 * best['test_accuracy']:.2f}% at the best validation epoch so far ({best['epoch']:g})"]
 

@@ -52,6 +52,7 @@ from model_card.build import write_model_card
 
 logger = logging.getLogger("train")
 FINAL_MODEL_DIR = "final_model"  # inside --output_dir: exactly what is pushed to the Hub
+RECIPE_FILE = "recipe.json"  # inside --output_dir: the run's recipe, written at the start and checked on resume
 
 
 @dataclass
@@ -185,17 +186,40 @@ RECIPE_TRAINING_FIELDS = ("learning_rate", "weight_decay", "warmup_steps", "lr_s
                           "gradient_accumulation_steps", "max_grad_norm", "seed", "bf16", "torch_compile")
 
 
-def training_summary(model_args, data_args, distillation_args, training_args, trainer, label_names) -> dict:
+def run_recipe(model_args, data_args, distillation_args, training_args) -> dict:
+    """The arguments that shape a run's result (JSON values): model, data, training schedule, distillation."""
+    distillation = dataclasses.asdict(distillation_args) if distillation_args.teacher_model_name_or_path else None
+    return json.loads(json.dumps({
+        "model": dataclasses.asdict(model_args), "data": dataclasses.asdict(data_args),
+        "training": {name: getattr(training_args, name) for name in RECIPE_TRAINING_FIELDS},
+        "distillation": distillation}))
+
+
+def check_resumed_recipe(run_dir: Path, recipe: dict) -> None:
+    """A resumed run must go on with the recipe it started with: resuming a 45-epoch cosine schedule as a
+    100-epoch one, say, would silently mix two runs into one model."""
+    if not (run_dir / RECIPE_FILE).exists():
+        return
+    started, changed = json.loads((run_dir / RECIPE_FILE).read_text()), []
+    for group in ("model", "data", "training", "distillation"):
+        before, now = started.get(group) or {}, recipe.get(group) or {}
+        changed += [f"{group}.{name}: {before.get(name)!r} -> {now.get(name)!r}"
+                    for name in sorted(set(before) | set(now)) if before.get(name) != now.get(name)]
+    if changed:
+        raise SystemExit(f"{run_dir} was started with another recipe ({'; '.join(changed)}), so it cannot be "
+                         "resumed with this one. Give the run's own flags again, or a new --output_dir, or "
+                         "--resume_from_checkpoint none to start afresh there.")
+
+
+def training_summary(recipe, training_args, trainer, label_names) -> dict:
     """Everything the model card reports about how the model was made, from this run's own records."""
     history = accuracy_history(trainer.state.log_history)
-    distillation = None
+    recipe = json.loads(json.dumps(recipe))  # a copy
     if trainer.teacher is not None:
-        distillation = {**dataclasses.asdict(distillation_args), "teacher_stem": trainer.teacher.config.stem,
-                        "teacher_num_parameters": trainer.teacher.num_parameters()}
+        recipe["distillation"].update(teacher_stem=trainer.teacher.config.stem,
+                                      teacher_num_parameters=trainer.teacher.num_parameters())
     return {
-        "recipe": {"model": dataclasses.asdict(model_args), "data": dataclasses.asdict(data_args),
-                   "training": {name: getattr(training_args, name) for name in RECIPE_TRAINING_FIELDS},
-                   "distillation": distillation},
+        "recipe": recipe,
         "global_batch_size": training_args.train_batch_size * training_args.world_size
         * training_args.gradient_accumulation_steps,
         "num_parameters": trainer.model.num_parameters(),
@@ -222,6 +246,18 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit(f"Bad argument: {error}") from None
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     check_output_dir(training_args.output_dir)
+    recipe = run_recipe(model_args, data_args, distillation_args, training_args)
+    resume = training_args.resume_from_checkpoint
+    if resume is None:
+        resume = get_last_checkpoint(training_args.output_dir)
+    elif resume.lower() == "none":
+        resume = None
+    if resume:
+        check_resumed_recipe(Path(resume).parent, recipe)
+    if training_args.should_save:  # written whole, then renamed: other data-parallel ranks may be reading it
+        recipe_file = Path(training_args.output_dir) / RECIPE_FILE
+        recipe_file.with_suffix(".tmp").write_text(json.dumps(recipe, indent=2) + "\n")
+        recipe_file.with_suffix(".tmp").replace(recipe_file)
     set_seed(training_args.seed)
 
     try:
@@ -281,11 +317,6 @@ def main(argv: list[str] | None = None) -> dict:
     logger.info("Model: %d parameters; %d process(es), %s", model.num_parameters(), training_args.world_size,
                 training_args.distributed_state.distributed_type)
 
-    resume = training_args.resume_from_checkpoint
-    if resume is None:
-        resume = get_last_checkpoint(training_args.output_dir)
-    elif resume.lower() == "none":
-        resume = None
     if resume:
         logger.info("Resuming from %s", resume)
     try:
@@ -305,7 +336,7 @@ def main(argv: list[str] | None = None) -> dict:
         trainer.model.save_pretrained(final_dir)  # weights (safetensors), config, code files; no pickles
         processor.save_pretrained(final_dir)
         (final_dir / "all_results.json").write_text(json.dumps(results, indent=2) + "\n")
-        summary = training_summary(model_args, data_args, distillation_args, training_args, trainer, label_names)
+        summary = training_summary(recipe, training_args, trainer, label_names)
         summary["split_sizes"] = {name: len(split) for name, split in splits.items()}
         summary["dataset"] = data_args.dataset_name or data_args.dataset_dir or "bundled MNIST"
         (final_dir / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")

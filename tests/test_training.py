@@ -161,10 +161,23 @@ def test_compare_runs_tabulates_finished_and_unfinished_runs(trained, tmp_path):
     shutil.copytree(output_dir, unfinished, ignore=shutil.ignore_patterns(train.FINAL_MODEL_DIR))
     row = compare_runs.main([str(unfinished)]).splitlines()[2]
     summary = json.loads((output_dir / train.FINAL_MODEL_DIR / "training_summary.json").read_text())
-    assert "| 3 of 3 |" in row and "| (in progress) |" in row and f"| {summary['num_parameters']:,} |" in row
+    assert "| 3 of 3 |" in row and "| labels |" in row and f"| {summary['num_parameters']:,} |" in row
     assert f"{100 * results['test_accuracy']:.2f}% at the best validation epoch so far" in row  # what train.py kept
     with pytest.raises(SystemExit, match="no checkpoint"):
         compare_runs.main([str(tmp_path / "empty")])
+
+
+def test_a_run_resumes_only_with_the_recipe_it_started_with(trained, tmp_path):
+    output_dir, _ = trained
+    summary = json.loads((output_dir / train.FINAL_MODEL_DIR / "training_summary.json").read_text())
+    assert json.loads((output_dir / train.RECIPE_FILE).read_text()) == summary["recipe"]  # written at the start
+    run = tmp_path / "run"
+    shutil.copytree(output_dir, run, ignore=shutil.ignore_patterns(train.FINAL_MODEL_DIR))
+    with pytest.raises(SystemExit, match=r"another recipe \(training.num_train_epochs: 3.0 -> 5.0\)"):
+        train_tiny(run, "--num_train_epochs", "5")
+    with pytest.raises(SystemExit, match=r"data.rotation_degrees: 10.0 -> 5.0; training.seed: 7 -> 8\)"):
+        train_tiny(run, "--num_train_epochs", "3", "--rotation_degrees", "5", "--seed", "8")
+    assert not (run / train.FINAL_MODEL_DIR).exists()  # refused before any training
 
 
 @pytest.mark.parametrize("recipe", sorted((Path(train.__file__).parents[1] / "recipes").glob("*.json")),
