@@ -4,6 +4,7 @@ stopped, to be resumed) is shown as far as its newest checkpoint goes: same-sche
 
     python scripts/compare_runs.py runs/s10-base runs/s10-conv runs/s10-distilled
     python scripts/compare_runs.py runs/s10-* --json results/short-schedules.json   # also every record, as JSON
+    python scripts/compare_runs.py runs/p100-base runs/p100-elastic --by_epoch validation   # choose on validation
 """
 
 import argparse
@@ -19,7 +20,7 @@ from hf_vit_mnist import ViTMNISTConfig, ViTMNISTForImageClassification
 from hf_vit_mnist.training import accuracy_history, time_to_accuracy
 from model_card.build import architecture_name, format_duration
 
-COLUMNS = ("run", "model", "params", "training", "epochs", "wall clock", "test accuracy by epoch",
+COLUMNS = ("run", "model", "params", "training", "epochs", "wall clock", "{split} accuracy by epoch",
            "time to 99.0% / 99.5% test", "final test (best validation epoch)")
 
 
@@ -44,12 +45,13 @@ def run_record(run_dir: Path) -> dict:
             "recipe": json.loads(recipe_file.read_text()) if recipe_file.exists() else None}
 
 
-def table_row(record: dict) -> list[str]:
+def table_row(record: dict, split: str = "test") -> list[str]:
     if "summary" not in record:
-        return in_progress_row(record)
+        return in_progress_row(record, split)
     summary, recipe = record["summary"], record["summary"]["recipe"]
     return [record["run"], architecture_text(recipe["model"]), f"{summary['num_parameters']:,}",
-            training_text(recipe), f"{recipe['training']['num_train_epochs']:g}", *progress_cells(summary["history"]),
+            training_text(recipe), f"{recipe['training']['num_train_epochs']:g}",
+            *progress_cells(summary["history"], split),
             f"**{100 * record['results']['test_accuracy']:.2f}%**"]
 
 
@@ -66,12 +68,12 @@ def training_text(recipe: dict | None) -> str:
     return training
 
 
-def in_progress_row(record: dict) -> list[str]:
+def in_progress_row(record: dict, split: str) -> list[str]:
     history = record["history"]
     best = max(history, key=lambda row: row["validation_accuracy"])  # what train.py would keep if stopped now
     return [record["run"], architecture_text(record["config"]), f"{record['num_parameters']:,}",
             training_text(record["recipe"]),
-            f"{record['epoch']:g} of {record['num_train_epochs']:g}", *progress_cells(history),
+            f"{record['epoch']:g} of {record['num_train_epochs']:g}", *progress_cells(history, split),
             f"in progress: {100 * best['test_accuracy']:.2f}% at the best validation epoch so far ({best['epoch']:g})"]
 
 
@@ -79,17 +81,17 @@ def architecture_text(model: dict) -> str:
     return f"{architecture_name(model.get('stem'))}, width {model['hidden_size']}, depth {model['num_hidden_layers']}"
 
 
-def progress_cells(history: list[dict]) -> list[str]:
-    """Wall clock, test accuracy per epoch, and time to 99.0% / 99.5% test, from train.py's accuracy history."""
-    by_epoch = " ".join(f"{100 * row['test_accuracy']:.2f}" for row in history if "test_accuracy" in row)
+def progress_cells(history: list[dict], split: str) -> list[str]:
+    """Wall clock, accuracy per epoch on `split`, and time to 99.0% / 99.5% test, from train.py's history."""
+    by_epoch = " ".join(f"{100 * row[f'{split}_accuracy']:.2f}" for row in history if f"{split}_accuracy" in row)
     time_to = time_to_accuracy(history)
     return [format_duration(history[-1]["elapsed_seconds"]), by_epoch,
             f"{format_duration(time_to['0.99'])} / {format_duration(time_to['0.995'])}"]
 
 
-def markdown_table(records: list[dict]) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
-    lines += ["| " + " | ".join(table_row(record)) + " |" for record in records]
+def markdown_table(records: list[dict], split: str = "test") -> str:
+    lines = ["| " + " | ".join(COLUMNS).format(split=split) + " |", "|" + " --- |" * len(COLUMNS)]
+    lines += ["| " + " | ".join(table_row(record, split)) + " |" for record in records]
     return "\n".join(lines) + "\n"
 
 
@@ -97,9 +99,11 @@ def main(argv=None) -> str:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dirs", nargs="+", type=Path, help="--output_dir folders of train.py runs")
     parser.add_argument("--json", type=Path, help="Also write the runs' records (summary, results) to this file.")
+    parser.add_argument("--by_epoch", choices=("test", "validation"), default="test",
+                        help="The split whose accuracy per epoch is listed: compare recipes on validation.")
     args = parser.parse_args(argv)
     records = [run_record(run_dir) for run_dir in args.run_dirs]
-    table = markdown_table(records)
+    table = markdown_table(records, args.by_epoch)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(records, indent=2) + "\n")

@@ -163,6 +163,9 @@ def test_compare_runs_tabulates_finished_and_unfinished_runs(trained, tmp_path):
     summary = json.loads((output_dir / train.FINAL_MODEL_DIR / "training_summary.json").read_text())
     assert "| 3 of 3 |" in row and "| labels |" in row and f"| {summary['num_parameters']:,} |" in row
     assert f"{100 * results['test_accuracy']:.2f}% at the best validation epoch so far" in row  # what train.py kept
+    table = compare_runs.main([str(output_dir), "--by_epoch", "validation"])
+    validation = " ".join(f"{100 * row['validation_accuracy']:.2f}" for row in summary["history"])
+    assert "validation accuracy by epoch" in table.splitlines()[0] and f"| {validation} |" in table
     with pytest.raises(SystemExit, match="no checkpoint"):
         compare_runs.main([str(tmp_path / "empty")])
 
