@@ -39,7 +39,7 @@ def run_record(run_dir: Path) -> dict:
     recipe_file = run_dir / RECIPE_FILE
     config = ViTMNISTConfig.from_pretrained(newest)
     return {"run": run_dir.name, "checkpoint": Path(newest).name, "epoch": state["epoch"],
-            "num_train_epochs": state["num_train_epochs"], "best_metric": state["best_metric"],
+            "num_train_epochs": state["num_train_epochs"],
             "num_parameters": ViTMNISTForImageClassification(config).num_parameters(), "config": config.to_dict(),
             "history": accuracy_history(state["log_history"]),
             "recipe": json.loads(recipe_file.read_text()) if recipe_file.exists() else None}

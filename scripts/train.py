@@ -215,10 +215,9 @@ def check_resumed_recipe(run_dir: Path, recipe: dict) -> None:
 def training_summary(recipe, training_args, trainer, label_names) -> dict:
     """Everything the model card reports about how the model was made, from this run's own records."""
     history = accuracy_history(trainer.state.log_history)
-    recipe = json.loads(json.dumps(recipe))  # a copy
-    if trainer.teacher is not None:
-        recipe["distillation"].update(teacher_stem=trainer.teacher.config.stem,
-                                      teacher_num_parameters=trainer.teacher.num_parameters())
+    if trainer.teacher is not None:  # the card also names what kind of model taught this one
+        recipe = {**recipe, "distillation": {**recipe["distillation"], "teacher_stem": trainer.teacher.config.stem,
+                                             "teacher_num_parameters": trainer.teacher.num_parameters()}}
     return {
         "recipe": recipe,
         "global_batch_size": training_args.train_batch_size * training_args.world_size
