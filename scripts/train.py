@@ -140,6 +140,8 @@ class ViTMNISTTrainingArguments(TrainingArguments):
     # NonFiniteWeightsCallback stops on a NaN loss instead of hiding it, and the filter costs a GPU sync every step.
     logging_nan_inf_filter: bool = field(default=False)
     report_to: None | str | list[str] = field(default="tensorboard")
+    # SIGTERM (a scheduler's preemption, `kill`, a closing session) saves a checkpoint at the current step, then stops.
+    enable_jit_checkpoint: bool = field(default=True)
     resume_from_checkpoint: str | None = field(
         default=None, metadata={"help": "A checkpoint folder; default: the last one in output_dir; 'none': afresh."}
     )
@@ -324,6 +326,15 @@ def main(argv: list[str] | None = None) -> dict:
     except NonFiniteTrainingError as error:
         last = get_last_checkpoint(training_args.output_dir)
         raise SystemExit(f"{error} Last good checkpoint: {last or 'none yet'}.") from None
+    except KeyboardInterrupt:
+        last = get_last_checkpoint(training_args.output_dir)
+        raise SystemExit(f"Interrupted at step {trainer.state.global_step}. Run the same command again to resume from "
+                         f"the last checkpoint ({last or 'none yet: it starts afresh'}); `kill -TERM` instead of "
+                         "Ctrl-C saves one at the current step first.") from None
+    if trainer.state.global_step < trainer.state.max_steps:  # a SIGTERM stopped it after saving (see above)
+        raise SystemExit(f"Stopped by SIGTERM at step {trainer.state.global_step} of {trainer.state.max_steps}, "
+                         f"saved as {get_last_checkpoint(training_args.output_dir)}. Run the same command again "
+                         "to go on from there.")
     trainer.save_metrics("train", train_result.metrics)
 
     results = dict(train_result.metrics)

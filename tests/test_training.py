@@ -50,14 +50,9 @@ def test_same_seed_twice_gives_identical_weights(trained, tmp_path):
     assert all(torch.equal(a[name], b[name]) for name in a)
 
 
-def test_a_run_killed_mid_epoch_resumes_and_ends_as_if_never_stopped(tmp_path):
-    """SIGKILL in the middle of epoch 2 (no chance to clean up), then the same command again: it resumes from the
-    epoch-1 checkpoint by itself and ends with exactly the weights of a run that was never stopped. Bit-identical
-    on CPU: the optimizer, scheduler, RNG (augmentation) and data order are all restored from the checkpoint."""
-    args = ["--num_train_epochs", "2", "--track_test_accuracy", "false"]
-    straight, killed = tmp_path / "straight", tmp_path / "killed"
-    train_tiny(straight, *args)
-    command = [sys.executable, train.__file__, *TINY, *args, "--output_dir", str(killed), "--logging_steps", "1"]
+def signal_training_in_epoch_2(output_dir, args, sig) -> tuple[int, str]:
+    """Runs train.py in a subprocess and sends it `sig` early in its second epoch; returns its exit code and output."""
+    command = [sys.executable, train.__file__, *TINY, *args, "--output_dir", str(output_dir), "--logging_steps", "1"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
     seen = []
@@ -65,17 +60,59 @@ def test_a_run_killed_mid_epoch_resumes_and_ends_as_if_never_stopped(tmp_path):
         seen.append(line)
         epoch = re.search(r"'epoch': '?([0-9.]+)", line)
         if epoch and 1 < float(epoch.group(1)) < 1.5:
-            process.send_signal(signal.SIGKILL)
+            process.send_signal(sig)
             break
-    assert process.wait() == -signal.SIGKILL, "".join(seen[-20:])
+    seen += process.stdout.readlines()
+    return process.wait(), "".join(seen)
+
+
+def assert_same_final_weights(run_a, run_b):
+    a = load_file(run_a / train.FINAL_MODEL_DIR / "model.safetensors")
+    b = load_file(run_b / train.FINAL_MODEL_DIR / "model.safetensors")
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+def test_a_run_killed_mid_epoch_resumes_and_ends_as_if_never_stopped(tmp_path):
+    """SIGKILL in the middle of epoch 2 (no chance to clean up), then the same command again: it resumes from the
+    epoch-1 checkpoint by itself and ends with exactly the weights of a run that was never stopped. Bit-identical
+    on CPU: the optimizer, scheduler, RNG (augmentation) and data order are all restored from the checkpoint."""
+    args = ["--num_train_epochs", "2", "--track_test_accuracy", "false"]
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    train_tiny(straight, *args)
+    returncode, output = signal_training_in_epoch_2(killed, args, signal.SIGKILL)
+    assert returncode == -signal.SIGKILL, output[-2000:]
     assert not (killed / train.FINAL_MODEL_DIR).exists()
     assert [path.name for path in killed.glob("checkpoint-*")] == ["checkpoint-47"]  # epoch 1 of 47 steps
 
     train_tiny(killed, *args)
-    a = load_file(straight / train.FINAL_MODEL_DIR / "model.safetensors")
-    b = load_file(killed / train.FINAL_MODEL_DIR / "model.safetensors")
-    for name in a:
-        assert torch.equal(a[name], b[name]), name
+    assert_same_final_weights(straight, killed)
+
+
+def test_ctrl_c_stops_without_a_traceback_and_names_the_checkpoint_to_resume_from(tmp_path):
+    returncode, output = signal_training_in_epoch_2(tmp_path, ["--num_train_epochs", "2"], signal.SIGINT)
+    assert returncode == 1 and "Traceback" not in output, output[-2000:]
+    assert re.search(r"Interrupted at step \d+\. Run the same command again to resume from the last checkpoint "
+                     rf"\({re.escape(str(tmp_path / 'checkpoint-47'))}\)", output), output[-2000:]
+
+
+def test_sigterm_saves_the_current_step_and_the_run_resumes_from_it(tmp_path):
+    """SIGTERM (a scheduler's preemption, `kill`): transformers' just-in-time checkpoint saves the step it is at
+    (after a 3 s grace period), train.py stops with a message saying how to go on, and the same command again ends
+    with exactly the weights of a run that was never stopped, although it resumed in the middle of an epoch."""
+    args = ["--num_train_epochs", "10", "--track_test_accuracy", "false"]  # long enough to outlast the grace period
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    returncode, output = signal_training_in_epoch_2(stopped, args, signal.SIGTERM)
+    message = re.search(r"Stopped by SIGTERM at step (\d+) of 470, saved as (\S+)\. Run the same", output)
+    assert returncode == 1 and message, output[-2000:]
+    step, checkpoint = int(message.group(1)), Path(message.group(2))
+    assert checkpoint == stopped / f"checkpoint-{step}" and 47 < step < 470
+    assert json.loads((checkpoint / "trainer_state.json").read_text())["global_step"] == step
+    assert not (stopped / train.FINAL_MODEL_DIR).exists()
+
+    train_tiny(stopped, *args)
+    train_tiny(straight, *args)
+    assert_same_final_weights(straight, stopped)
 
 
 def test_unwritable_output_dir_fails_at_start(tmp_path):
