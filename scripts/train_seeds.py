@@ -7,10 +7,13 @@ own output folder, resumable), and seeds.json collects each one's best validatio
 
 Writes <output_dir>-seed<N>/ (train.py's folder, log in train.log) and <output_dir>-seeds.json, where output_dir
 comes from the recipe or a --output_dir given after `--`. Copy seeds.json into the released folder for its card.
+A SIGTERM to this script reaches every running seed, which saves a checkpoint at its current step; the seeds not
+started yet are left for the rerun.
 """
 
 import argparse
 import json
+import signal
 import statistics
 import subprocess
 import sys
@@ -78,7 +81,15 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.recipe.is_file():
         parser.error(f"recipe {args.recipe} does not exist; see recipes/ for the named ones.")
 
-    pending, running, failed = list(args.seeds), {}, []
+    pending, running, failed, stopped = list(args.seeds), {}, [], []
+
+    def stop(signum, frame):  # each running seed saves a checkpoint at its current step (train.py); none starts
+        stopped.append(signum)
+        pending.clear()
+        for process in running.values():
+            process.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
     while pending or running:
         while pending and len(running) < args.parallel:
             seed = pending.pop(0)
@@ -91,7 +102,8 @@ def main(argv: list[str] | None = None) -> dict:
         time.sleep(1)
     if failed:
         logs = ", ".join(str(seed_run_dir(args.recipe, train_args, seed) / "train.log") for seed in failed)
-        raise SystemExit(f"Seed(s) {failed} failed: see {logs}. Rerun the same command to resume them.")
+        what = "stopped by SIGTERM, each at a checkpoint of its current step" if stopped else "failed"
+        raise SystemExit(f"Seed(s) {failed} {what}: see {logs}. Rerun the same command to resume them.")
 
     report = summarize(args.recipe, train_args, args.seeds)
     out = Path(f"{output_base(args.recipe, train_args)}-seeds.json")

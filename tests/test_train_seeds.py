@@ -1,0 +1,48 @@
+"""scripts/train_seeds.py: one recipe over several seeds, each an ordinary train.py run in a subprocess."""
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import train_seeds  # scripts/ is on pytest's pythonpath
+from conftest import TINY
+
+QUICK_RECIPE = str(Path(train_seeds.__file__).parents[1] / "recipes" / "quick.json")
+
+
+def test_seeds_are_separate_runs_and_the_report_holds_their_spread(tmp_path):
+    base = tmp_path / "run"
+    report = train_seeds.main([QUICK_RECIPE, "--seeds", "3", "4", "--", *TINY, "--num_train_epochs", "1",
+                               "--output_dir", str(base)])
+    results = {seed: json.loads((tmp_path / f"run-seed{seed}" / "final_model" / "all_results.json").read_text())
+               for seed in (3, 4)}
+    recipes = {seed: json.loads((tmp_path / f"run-seed{seed}" / "recipe.json").read_text()) for seed in (3, 4)}
+    assert [recipes[seed]["training"]["seed"] for seed in (3, 4)] == [3, 4]  # the seed given wins over TINY's
+    assert report["test_accuracy"] == [results[3]["test_accuracy"], results[4]["test_accuracy"]]
+    assert report["test_accuracy_mean"] == pytest.approx(sum(report["test_accuracy"]) / 2)
+    best = report["seeds"][report["validation_accuracy"].index(max(report["validation_accuracy"]))]
+    assert report["best_seed_on_validation"] == best and report["best_run"] == f"{base}-seed{best}"
+    assert json.loads((tmp_path / "run-seeds.json").read_text()) == report
+
+
+def test_sigterm_reaches_the_running_seed_which_saves_and_the_next_seed_does_not_start(tmp_path):
+    base = tmp_path / "run"
+    command = [sys.executable, train_seeds.__file__, QUICK_RECIPE, "--seeds", "0", "1", "--", *TINY,
+               "--num_train_epochs", "10", "--track_test_accuracy", "false", "--logging_steps", "1",
+               "--output_dir", str(base)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log, deadline = tmp_path / "run-seed0" / "train.log", time.monotonic() + 300
+    while not (log.exists() and re.search(r"'epoch': '?1\.[0-9]", log.read_text())):  # seed 0 is in epoch 2
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()[0]
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    output = process.communicate(timeout=300)[0]
+    assert process.returncode == 1 and "Seed(s) [0] stopped by SIGTERM" in output, output
+    step = int(re.search(r"Stopped by SIGTERM at step (\d+) of 470", log.read_text()).group(1))
+    assert step > 47 and (tmp_path / "run-seed0" / f"checkpoint-{step}").is_dir()
+    assert not (tmp_path / "run-seed1").exists()
