@@ -153,13 +153,14 @@ def check_output_dir(output_dir: str | Path) -> None:
 
 
 def accuracy_history(log_history: list[dict]) -> list[dict]:
-    """Per evaluation: epoch, training wall-clock so far, validation and (if tracked) test accuracy."""
+    """Per evaluation: epoch, training wall-clock so far, validation and (if tracked) test accuracy and loss."""
     rows: dict[float, dict] = {}
     for entry in log_history:
         for split in ("validation", "test"):
             if f"eval_{split}_accuracy" in entry:
                 row = rows.setdefault(entry["epoch"], {"epoch": entry["epoch"]})
                 row[f"{split}_accuracy"] = entry[f"eval_{split}_accuracy"]
+                row[f"{split}_loss"] = entry.get(f"eval_{split}_loss")
                 row["elapsed_seconds"] = max(row.get("elapsed_seconds", 0), entry.get("elapsed_seconds", 0))
     return [rows[epoch] for epoch in sorted(rows)]
 

@@ -192,12 +192,14 @@ def test_compare_runs_tabulates_finished_and_unfinished_runs(trained, tmp_path):
     table = compare_runs.main([str(output_dir), "--json", str(tmp_path / "runs.json")])
     row = table.splitlines()[2]
     assert f"**{100 * results['test_accuracy']:.2f}%**" in row and "plain ViT, width 32, depth 2" in row
+    summary = json.loads((output_dir / train.FINAL_MODEL_DIR / "training_summary.json").read_text())
+    lowest = min(summary["history"], key=lambda row: row["validation_loss"])
+    assert f"| {100 * lowest['test_accuracy']:.2f}% ({lowest['epoch']:g}) |" in row
     assert json.loads((tmp_path / "runs.json").read_text())[0]["results"] == results
 
     unfinished = tmp_path / "unfinished"  # the same run as if stopped after its last checkpoint, before the end
     shutil.copytree(output_dir, unfinished, ignore=shutil.ignore_patterns(train.FINAL_MODEL_DIR))
     row = compare_runs.main([str(unfinished)]).splitlines()[2]
-    summary = json.loads((output_dir / train.FINAL_MODEL_DIR / "training_summary.json").read_text())
     assert "| 3 of 3 |" in row and "| labels |" in row and f"| {summary['num_parameters']:,} |" in row
     assert f"{100 * results['test_accuracy']:.2f}% at the best validation epoch so far" in row  # what train.py kept
     table = compare_runs.main([str(output_dir), "--by_epoch", "validation"])
