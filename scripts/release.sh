@@ -9,6 +9,7 @@ run=${1:?"usage: scripts/release.sh RUN_DIR [REPO_ID]"}
 repo_id=${2:-hf-vit-mnist/vit-mnist}
 out=release/vit-mnist
 [ -d "$run/final_model" ] || { echo "$run/final_model does not exist: has the run finished?" >&2; exit 1; }
+python -c "import hf_vit_mnist" 2>/dev/null || { echo "hf_vit_mnist is not importable: pip install -e . first" >&2; exit 1; }
 rm -rf "$out" && mkdir -p release && cp -r "$run/final_model" "$out"
 seeds="${run%-seed*}-seeds.json"   # seeds.json only when it holds several seeds: the card reports their spread
 if [ -f "$seeds" ] && python -c "import json,sys; sys.exit(len(json.load(open('$seeds'))['seeds']) < 2)"; then
