@@ -17,8 +17,8 @@ QUICK_RECIPE = str(Path(train_seeds.__file__).parents[1] / "recipes" / "quick.js
 
 def test_seeds_are_separate_runs_and_the_report_holds_their_spread(tmp_path):
     base = tmp_path / "run"
-    report = train_seeds.main([QUICK_RECIPE, "--seeds", "3", "4", "--", *TINY, "--num_train_epochs", "1",
-                               "--output_dir", str(base)])
+    report = train_seeds.main([QUICK_RECIPE, "--seeds", "3", "4", "--parallel", "2", "--", *TINY,
+                               "--num_train_epochs", "1", "--output_dir", str(base)])
     results = {seed: json.loads((tmp_path / f"run-seed{seed}" / "final_model" / "all_results.json").read_text())
                for seed in (3, 4)}
     recipes = {seed: json.loads((tmp_path / f"run-seed{seed}" / "recipe.json").read_text()) for seed in (3, 4)}

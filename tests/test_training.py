@@ -96,6 +96,7 @@ def test_ctrl_c_stops_without_a_traceback_and_names_the_checkpoint_to_resume_fro
                      rf"\({re.escape(str(tmp_path / 'checkpoint-47'))}\)", output), output[-2000:]
 
 
+@pytest.mark.slow  # ~35 s; the fast suite sees the SIGTERM checkpoint through tests/test_train_seeds.py
 def test_sigterm_saves_the_current_step_and_the_run_resumes_from_it(tmp_path):
     """SIGTERM (a scheduler's preemption, `kill`): transformers' just-in-time checkpoint saves the step it is at
     (after a 3 s grace period), train.py stops with a message saying how to go on, and the same command again ends
