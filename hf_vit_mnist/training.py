@@ -165,12 +165,17 @@ def accuracy_history(log_history: list[dict]) -> list[dict]:
     return [rows[epoch] for epoch in sorted(rows)]
 
 
+def first_evaluation_reaching(history: list[dict], threshold: float, split: str = "test") -> dict | None:
+    """The first row of `accuracy_history` whose accuracy on `split` is at least `threshold`; None if none is."""
+    return next((row for row in history if row.get(f"{split}_accuracy", 0) >= threshold), None)
+
+
 def time_to_accuracy(history: list[dict], thresholds=(0.99, 0.995), split: str = "test") -> dict:
     """Training wall-clock (seconds) at the first evaluation reaching each accuracy; None if never reached."""
     result = {}
     for threshold in thresholds:
-        reached = [row for row in history if row.get(f"{split}_accuracy", 0) >= threshold]
-        result[str(threshold)] = reached[0]["elapsed_seconds"] if reached else None
+        row = first_evaluation_reaching(history, threshold, split)
+        result[str(threshold)] = row["elapsed_seconds"] if row else None
     return result
 
 
@@ -191,6 +196,6 @@ def usable_cpu_cores() -> int:
 def hardware_summary(training_args) -> dict:
     """What the run ran on, for the model card."""
     return {"device": str(training_args.device), "cpu": cpu_name(), "cpu_cores": usable_cpu_cores(),
-            "processes": training_args.world_size,
+            "processes": training_args.world_size, "threads_per_process": torch.get_num_threads(),
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
             "torch": torch.__version__, "transformers": transformers.__version__}

@@ -17,8 +17,8 @@ from train import FINAL_MODEL_DIR, RECIPE_FILE
 from transformers.trainer_utils import get_last_checkpoint
 
 from hf_vit_mnist import ViTMNISTConfig, ViTMNISTForImageClassification
-from hf_vit_mnist.training import accuracy_history, time_to_accuracy
-from model_card.build import architecture_name, format_duration
+from hf_vit_mnist.training import accuracy_history
+from model_card.build import architecture_name, format_duration, time_to_accuracy_text
 
 COLUMNS = ("run", "model", "params", "training", "epochs", "wall clock", "{split} accuracy by epoch",
            "time to 99.0% / 99.5% test", "test at the lowest validation loss (epoch)",
@@ -85,9 +85,8 @@ def architecture_text(model: dict) -> str:
 def progress_cells(history: list[dict], split: str) -> list[str]:
     """Wall clock, accuracy per epoch on `split`, and time to 99.0% / 99.5% test, from train.py's history."""
     by_epoch = " ".join(f"{100 * row[f'{split}_accuracy']:.2f}" for row in history if f"{split}_accuracy" in row)
-    time_to = time_to_accuracy(history)
     return [format_duration(history[-1]["elapsed_seconds"]), by_epoch,
-            f"{format_duration(time_to['0.99'])} / {format_duration(time_to['0.995'])}",
+            f"{time_to_accuracy_text(history, 0.99)} / {time_to_accuracy_text(history, 0.995)}",
             lowest_validation_loss_cell(history)]
 
 

@@ -7,6 +7,7 @@ import sys
 
 import push_to_hub  # scripts/push_to_hub.py
 import pytest
+import torch
 from huggingface_hub import ModelCard
 from test_remote_code import FRESH_PROCESS
 
@@ -131,3 +132,19 @@ def test_card_lists_every_augmentation_the_run_used(hub_folder, tmp_path):
     text = build_model_card(elastic).text
     assert "elastic distortion (Simard et al. 2003) alpha 34.0, sigma 4.0 px" in text
     assert "random erasing p 0.25" in text and "random affine per image" in text
+
+
+def test_card_says_when_training_reached_99_percent(hub_folder, tmp_path):
+    import shutil
+
+    summary = json.loads((hub_folder / "training_summary.json").read_text())
+    assert summary["hardware"]["threads_per_process"] == torch.get_num_threads()  # what train.py recorded
+    run = tmp_path / "long-run"
+    shutil.copytree(hub_folder, run)
+    summary["history"] = [{"epoch": epoch, "elapsed_seconds": 60.0 * epoch, "test_accuracy": accuracy}
+                          for epoch, accuracy in [(1, 0.97), (2, 0.989), (3, 0.991), (4, 0.994)]]
+    summary["hardware"]["threads_per_process"] = 2
+    (run / "training_summary.json").write_text(json.dumps(summary))
+    text = build_model_card(run).text
+    assert "| time to 99.0% / 99.5% test accuracy | epoch 3 (3 min 0 s) / not reached |" in text
+    assert "(1 process(es), 2 thread(s) each)" in text
