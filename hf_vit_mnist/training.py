@@ -1,6 +1,8 @@
 """Pieces of the training job that scripts/train.py and scripts/evaluate.py share: metrics through the shipped
-`evaluate` module, the wall-clock callback behind time-to-accuracy, and the checks run before training starts."""
+`evaluate` module, the Trainer (evaluation collator, distillation, weight averaging), the wall-clock callback behind
+time-to-accuracy, and the checks run before training starts."""
 
+import contextlib
 import os
 import platform
 import shutil
@@ -12,13 +14,17 @@ import evaluate
 import numpy as np
 import torch
 import transformers
+from safetensors.torch import load_file, save_file
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from transformers import Trainer, TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .metrics import CLASSIFICATION_REPORT_PATH
 
 MIN_FREE_DISK_BYTES = 200 * 2**20  # checkpoints of a <=1M-parameter model are a few MB; leave room for many
 DISTILLATION_TYPES = ("hard", "soft")
+AVERAGE_WEIGHTS_NAME = "ema_model.safetensors"  # in each checkpoint beside model.safetensors (the training weights)
 
 
 def load_classification_metric() -> evaluate.EvaluationModule:
@@ -37,20 +43,40 @@ def make_compute_metrics(num_classes: int):
     return compute_metrics
 
 
+def check_ema_decay(ema_decay: float) -> None:
+    if not 0.0 <= ema_decay < 1.0:
+        raise ValueError(f"--ema_decay must be in [0, 1) (0: no weight averaging; 0.999 averages over roughly the "
+                         f"last 1,000 steps), got {ema_decay}.")
+
+
 class DigitTrainer(Trainer):
     """Trainer with a second collator for evaluation and prediction (Trainer has one collator for all loaders, and
-    evaluation batches must not be augmented), and optional knowledge distillation from a teacher model.
+    evaluation batches must not be augmented), optional knowledge distillation from a teacher model, and optional
+    weight averaging.
 
     Distillation (Hinton et al. 2015; DeiT, Touvron et al. 2021) changes only the training loss, never the student's
     architecture: loss = (1 - alpha) * loss(labels) + alpha * loss(teacher). "hard" is DeiT's hard-label
     distillation, cross-entropy to the teacher's argmax on the same augmented batch; "soft" is Hinton's KL divergence
     between temperature-softened distributions, scaled by T^2. Evaluation losses stay the student's own.
+
+    Weight averaging (`ema_decay` > 0; Polyak averaging, as timm's ModelEma and DeiT use it): after every optimizer
+    step an exponential moving average of the weights is updated (torch's AveragedModel), average = decay * average
+    + (1 - decay) * weights. Evaluation scores the average, so the best checkpoint is chosen by it, and training ends
+    with the model holding the average kept (best on validation). Each checkpoint stores it beside the training
+    weights, as AVERAGE_WEIGHTS_NAME, and a resumed run takes it back.
     """
 
     def __init__(self, *args, eval_data_collator=None, teacher=None, distillation_type="hard", distillation_alpha=0.5,
-                 distillation_temperature=1.0, **kwargs):
+                 distillation_temperature=1.0, ema_decay=0.0, **kwargs):
         super().__init__(*args, **kwargs)
         self.eval_data_collator = eval_data_collator
+        check_ema_decay(ema_decay)
+        self.average = None
+        if ema_decay:
+            self.average = AveragedModel(self.model, device=self.args.device, use_buffers=True,
+                                         multi_avg_fn=get_ema_multi_avg_fn(ema_decay))
+            self.add_callback(WeightAverageCallback(self.average))
+        self._evaluating_average = False
         if distillation_type not in DISTILLATION_TYPES:
             raise ValueError(f"distillation_type must be one of {DISTILLATION_TYPES}, got {distillation_type!r}.")
         self.teacher = teacher.to(self.args.device).eval().requires_grad_(False) if teacher is not None else None
@@ -77,6 +103,54 @@ class DigitTrainer(Trainer):
                                     nn.functional.log_softmax(teacher_logits / temperature, dim=-1),
                                     reduction="batchmean", log_target=True) * temperature**2
 
+    def train(self, resume_from_checkpoint=None, **kwargs):
+        if self.average is None:
+            return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+        if resume_from_checkpoint:
+            self.load_average(resume_from_checkpoint)
+        self._evaluating_average = True
+        try:
+            output = super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+        finally:
+            self._evaluating_average = False
+        # The model leaves with the average that was scored: the best checkpoint's, or the last one.
+        kept = self.state.best_model_checkpoint if self.args.load_best_model_at_end else None
+        weights = load_file(Path(kept) / AVERAGE_WEIGHTS_NAME) if kept else self.average.module.state_dict()
+        self.model.load_state_dict(weights)
+        return output
+
+    def load_average(self, checkpoint: str | Path) -> None:
+        path = Path(checkpoint) / AVERAGE_WEIGHTS_NAME
+        if not path.exists():
+            raise ValueError(f"{checkpoint} holds no averaged weights ({AVERAGE_WEIGHTS_NAME}): a run without "
+                             "--ema_decay saved it. Resume it with its own flags, or start afresh elsewhere.")
+        self.average.module.load_state_dict(load_file(path, device=str(self.args.device)))
+        self.average.n_averaged.fill_(1)  # anything but 0, which would make the next update copy the weights
+
+    @contextlib.contextmanager
+    def averaged_weights(self):
+        """The model holds the average inside the block and its training weights again after it."""
+        training_weights = {name: tensor.clone() for name, tensor in self.model.state_dict().items()}
+        self.model.load_state_dict(self.average.module.state_dict())
+        try:
+            yield
+        finally:
+            self.model.load_state_dict(training_weights)
+
+    def evaluate(self, *args, **kwargs):
+        if not self._evaluating_average:
+            return super().evaluate(*args, **kwargs)
+        with self.averaged_weights():
+            return super().evaluate(*args, **kwargs)
+
+    def _save_checkpoint(self, model, trial):
+        # Every checkpoint is written here, the one transformers' JIT checkpoint writes on SIGTERM too.
+        super()._save_checkpoint(model, trial)
+        if self.average is not None and self.args.should_save:
+            folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            save_file({name: tensor.contiguous() for name, tensor in self.average.module.state_dict().items()},
+                      folder / AVERAGE_WEIGHTS_NAME)
+
     def _with_eval_collator(self, make_loader, dataset):
         train_collator = self.data_collator
         self.data_collator = self.eval_data_collator or train_collator
@@ -90,6 +164,16 @@ class DigitTrainer(Trainer):
 
     def get_test_dataloader(self, test_dataset):
         return self._with_eval_collator(super().get_test_dataloader, test_dataset)
+
+
+class WeightAverageCallback(TrainerCallback):
+    """Updates the moving average of the weights after every optimizer step."""
+
+    def __init__(self, average: AveragedModel):
+        self.average = average
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        self.average.update_parameters(model)
 
 
 class NonFiniteTrainingError(RuntimeError):

@@ -125,6 +125,9 @@ def build_model_card(model_dir: str | Path, repo_id: str | None = None) -> Model
                     "(attention)"),
         ("seed", training.get("seed")),
     ]
+    if training.get("ema_decay"):
+        hyperparameters.append(("weight averaging", f"exponential moving average of the weights, decay "
+                                f"{training['ema_decay']} per step: these weights are the average"))
     distillation = recipe.get("distillation")
     if distillation:  # DeiT-style: only the loss changes, the architecture above is the student's own
         hyperparameters.append(("distillation", "{} (weight {}{}) from a {:,}-parameter {} teacher, {}".format(

@@ -57,7 +57,8 @@ def table_row(record: dict, split: str = "test") -> list[str]:
 
 
 def training_text(recipe: dict | None) -> str:
-    """What the run learned from (labels, or a teacher too) and any augmentation beyond the affine default."""
+    """What the run learned from (labels, or a teacher too), any augmentation beyond the affine default, and
+    whether its weights were averaged."""
     if recipe is None:  # a run started before train.py wrote its recipe at the start
         return "(recipe not recorded)"
     training, distillation = "labels", recipe.get("distillation")
@@ -66,6 +67,8 @@ def training_text(recipe: dict | None) -> str:
                     f"from {Path(distillation['teacher_model_name_or_path']).parent.name}")
     if recipe["data"].get("elastic_alpha"):
         training += f", elastic distortion {recipe['data']['elastic_alpha']:g}/{recipe['data']['elastic_sigma']:g}"
+    if recipe["training"].get("ema_decay"):
+        training += f", weights averaged (EMA {recipe['training']['ema_decay']:g})"
     return training
 
 

@@ -44,6 +44,7 @@ from hf_vit_mnist.training import (
     NonFiniteTrainingError,
     NonFiniteWeightsCallback,
     accuracy_history,
+    check_ema_decay,
     check_output_dir,
     hardware_summary,
     make_compute_metrics,
@@ -145,6 +146,13 @@ class ViTMNISTTrainingArguments(TrainingArguments):
     resume_from_checkpoint: str | None = field(
         default=None, metadata={"help": "A checkpoint folder; default: the last one in output_dir; 'none': afresh."}
     )
+    ema_decay: float = field(default=0.0, metadata={
+        "help": "Evaluate and keep a moving average of the weights with this decay per step (0.999: about the last "
+                "1,000 steps); 0: off."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_ema_decay(self.ema_decay)
 
 
 def parse_args(argv: list[str]):
@@ -186,7 +194,18 @@ def load_teacher(distillation_args: DistillationArguments, label_names: list[str
 
 RECIPE_TRAINING_FIELDS = ("learning_rate", "weight_decay", "warmup_steps", "lr_scheduler_type", "optim",
                           "label_smoothing_factor", "num_train_epochs", "per_device_train_batch_size",
-                          "gradient_accumulation_steps", "max_grad_norm", "seed", "bf16", "torch_compile")
+                          "gradient_accumulation_steps", "max_grad_norm", "seed", "bf16", "torch_compile",
+                          "ema_decay")
+
+
+def _field_defaults(arguments_class) -> dict:
+    return {f.name: f.default for f in dataclasses.fields(arguments_class) if f.default is not dataclasses.MISSING}
+
+
+RECIPE_DEFAULTS = {"model": _field_defaults(ModelArguments), "data": _field_defaults(DataArguments),
+                   "training": {name: value for name, value in _field_defaults(ViTMNISTTrainingArguments).items()
+                                if name in RECIPE_TRAINING_FIELDS},
+                   "distillation": _field_defaults(DistillationArguments)}
 
 
 def run_recipe(model_args, data_args, distillation_args, training_args) -> dict:
@@ -206,6 +225,8 @@ def check_resumed_recipe(run_dir: Path, recipe: dict) -> None:
     started, changed = json.loads((run_dir / RECIPE_FILE).read_text()), []
     for group in ("model", "data", "training", "distillation"):
         before, now = started.get(group) or {}, recipe.get(group) or {}
+        if before:  # a field its recipe.json lacks came to train.py after the run started: it ran at the default
+            before = {**RECIPE_DEFAULTS[group], **before}
         changed += [f"{group}.{name}: {before.get(name)!r} -> {now.get(name)!r}"
                     for name in sorted(set(before) | set(now)) if before.get(name) != now.get(name)]
     if changed:
@@ -315,6 +336,7 @@ def main(argv: list[str] | None = None) -> dict:
         distillation_type=distillation_args.distillation_type,
         distillation_alpha=distillation_args.distillation_alpha,
         distillation_temperature=distillation_args.distillation_temperature,
+        ema_decay=training_args.ema_decay,
     )
     logger.info("Model: %d parameters; %d process(es), %s", model.num_parameters(), training_args.world_size,
                 training_args.distributed_state.distributed_type)

@@ -17,6 +17,8 @@ import train
 from conftest import TINY, train_tiny
 from safetensors.torch import load_file
 
+from hf_vit_mnist.training import AVERAGE_WEIGHTS_NAME
+
 
 def test_training_learns_and_writes_the_hub_folder(trained):
     output_dir, results = trained
@@ -89,6 +91,36 @@ def test_a_run_killed_mid_epoch_resumes_and_ends_as_if_never_stopped(tmp_path):
     assert_same_final_weights(straight, killed)
 
 
+def test_weight_averaging_is_what_is_scored_kept_and_resumed(tmp_path):
+    """--ema_decay: every checkpoint holds the moving average beside the training weights; evaluation during
+    training scores the average (the test loss logged at the kept epoch is the final model's, to the last bit);
+    the final model is the best checkpoint's average; a killed run resumes it and ends bit-identical."""
+    args = ["--num_train_epochs", "2", "--ema_decay", "0.9"]
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    results = train_tiny(straight, *args)
+    for checkpoint in straight.glob("checkpoint-*"):
+        average = load_file(checkpoint / AVERAGE_WEIGHTS_NAME)
+        weights = load_file(checkpoint / "model.safetensors")
+        assert average.keys() == weights.keys()
+        assert not all(torch.equal(average[name], weights[name]) for name in average), checkpoint.name
+    state = json.loads((max(straight.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+                        / "trainer_state.json").read_text())
+    kept = load_file(Path(state["best_model_checkpoint"]) / AVERAGE_WEIGHTS_NAME)
+    final = load_file(straight / train.FINAL_MODEL_DIR / "model.safetensors")
+    assert all(torch.equal(kept[name], final[name]) for name in kept)
+    logged = [entry for entry in state["log_history"] if entry.get("eval_validation_accuracy") == state["best_metric"]]
+    kept_epoch = next(entry["epoch"] for entry in logged)
+    test_logged = next(entry for entry in state["log_history"]
+                       if "eval_test_loss" in entry and entry["epoch"] == kept_epoch)
+    assert test_logged["eval_test_loss"] == results["test_loss"]
+    assert "weights averaged (EMA 0.9)" in compare_runs.main([str(straight)])
+
+    returncode, output = signal_training_in_epoch_2(killed, args, signal.SIGKILL)
+    assert returncode == -signal.SIGKILL, output[-2000:]
+    train_tiny(killed, *args)
+    assert_same_final_weights(straight, killed)
+
+
 def test_ctrl_c_stops_without_a_traceback_and_names_the_checkpoint_to_resume_from(tmp_path):
     returncode, output = signal_training_in_epoch_2(tmp_path, ["--num_train_epochs", "2"], signal.SIGINT)
     assert returncode == 1 and "Traceback" not in output, output[-2000:]
@@ -127,6 +159,7 @@ def test_unwritable_output_dir_fails_at_start(tmp_path):
     (["--scale_min", "1.2", "--scale_max", "0.8"], "--scale_min/--scale_max must satisfy 0 < min <= max"),
     (["--erase_probability", "2"], "--erase_probability must be in"),
     (["--elastic_alpha", "34", "--elastic_sigma", "0"], "--elastic_sigma > 0"),
+    (["--ema_decay", "1"], "--ema_decay must be in [0, 1)"),
     (["--learning_rate", "fast"], "invalid float value"),  # argparse's own message, also one line
 ])
 def test_bad_training_arguments_stop_with_one_line_before_any_work(tmp_path, capsys, flags, message):
