@@ -3,6 +3,7 @@
 time-to-accuracy, and the checks run before training starts."""
 
 import contextlib
+import json
 import os
 import platform
 import shutil
@@ -16,8 +17,9 @@ import torch
 import transformers
 from safetensors.torch import load_file, save_file
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 from transformers import Trainer, TrainerCallback
+from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .metrics import CLASSIFICATION_REPORT_PATH
@@ -43,6 +45,19 @@ def make_compute_metrics(num_classes: int):
     return compute_metrics
 
 
+def moving_average_with_warmup(decay: float):
+    """The exponential moving average update for torch's AveragedModel, with TensorFlow's warm-up
+    (ExponentialMovingAverage with num_updates): update t uses min(decay, (1 + t) / (10 + t)), so the early average
+    follows the weights instead of carrying the random start for thousands of steps."""
+
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged: torch.Tensor) -> None:
+        step_decay = torch.clamp((1 + num_averaged) / (10 + num_averaged), max=decay)  # on the device: no sync
+        for average, weight in zip(averaged, current, strict=True):
+            average.lerp_(weight, 1 - step_decay)
+
+    return update
+
+
 def check_ema_decay(ema_decay: float) -> None:
     if not 0.0 <= ema_decay < 1.0:
         raise ValueError(f"--ema_decay must be in [0, 1) (0: no weight averaging; 0.999 averages over roughly the "
@@ -61,9 +76,9 @@ class DigitTrainer(Trainer):
 
     Weight averaging (`ema_decay` > 0; Polyak averaging, as timm's ModelEma and DeiT use it): after every optimizer
     step an exponential moving average of the weights is updated (torch's AveragedModel), average = decay * average
-    + (1 - decay) * weights. Evaluation scores the average, so the best checkpoint is chosen by it, and training ends
-    with the model holding the average kept (best on validation). Each checkpoint stores it beside the training
-    weights, as AVERAGE_WEIGHTS_NAME, and a resumed run takes it back.
+    + (1 - decay) * weights, with a warm-up (`moving_average_with_warmup`). Evaluation scores the average, so the
+    best checkpoint is chosen by it, and training ends with the model holding the average kept (best on validation).
+    Each checkpoint stores it beside the training weights, as AVERAGE_WEIGHTS_NAME, and a resumed run takes it back.
     """
 
     def __init__(self, *args, eval_data_collator=None, teacher=None, distillation_type="hard", distillation_alpha=0.5,
@@ -74,7 +89,7 @@ class DigitTrainer(Trainer):
         self.average = None
         if ema_decay:
             self.average = AveragedModel(self.model, device=self.args.device, use_buffers=True,
-                                         multi_avg_fn=get_ema_multi_avg_fn(ema_decay))
+                                         multi_avg_fn=moving_average_with_warmup(ema_decay))
             self.add_callback(WeightAverageCallback(self.average))
         self._evaluating_average = False
         if distillation_type not in DISTILLATION_TYPES:
@@ -125,7 +140,8 @@ class DigitTrainer(Trainer):
             raise ValueError(f"{checkpoint} holds no averaged weights ({AVERAGE_WEIGHTS_NAME}): a run without "
                              "--ema_decay saved it. Resume it with its own flags, or start afresh elsewhere.")
         self.average.module.load_state_dict(load_file(path, device=str(self.args.device)))
-        self.average.n_averaged.fill_(1)  # anything but 0, which would make the next update copy the weights
+        state = json.loads((Path(checkpoint) / TRAINER_STATE_NAME).read_text())
+        self.average.n_averaged.fill_(state["global_step"])  # one update per step: the warm-up goes on from here
 
     @contextlib.contextmanager
     def averaged_weights(self):
