@@ -16,8 +16,9 @@ import torch
 import train
 from conftest import TINY, train_tiny
 from safetensors.torch import load_file
+from torch.optim.swa_utils import AveragedModel
 
-from hf_vit_mnist.training import AVERAGE_WEIGHTS_NAME
+from hf_vit_mnist.training import AVERAGE_WEIGHTS_NAME, moving_average_with_warmup
 
 
 def test_training_learns_and_writes_the_hub_folder(trained):
@@ -89,6 +90,24 @@ def test_a_run_killed_mid_epoch_resumes_and_ends_as_if_never_stopped(tmp_path):
 
     train_tiny(killed, *args)
     assert_same_final_weights(straight, killed)
+
+
+def test_moving_average_warms_up_then_keeps_its_decay():
+    model = torch.nn.Linear(1, 1, bias=False)
+    average = AveragedModel(model, multi_avg_fn=moving_average_with_warmup(0.9), use_buffers=True)
+    expected = None
+    for step, weight in enumerate([1.0, 2.0, 3.0, 4.0]):
+        with torch.no_grad():
+            model.weight.fill_(weight)
+        average.update_parameters(model)
+        decay = min(0.9, (1 + step) / (10 + step))  # the first update copies; then 2/11, 3/12, 4/13
+        expected = weight if expected is None else decay * expected + (1 - decay) * weight
+        assert average.module.weight.item() == pytest.approx(expected)
+    average.n_averaged.fill_(1000)  # long after the warm-up: the decay itself
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    average.update_parameters(model)
+    assert average.module.weight.item() == pytest.approx(0.9 * expected)
 
 
 def test_weight_averaging_is_what_is_scored_kept_and_resumed(tmp_path):
