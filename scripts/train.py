@@ -10,6 +10,7 @@ it on the test split, and save the folder the Hub would receive (optionally push
     accelerate launch scripts/train.py recipes/quick.json --stem conv --output_dir runs/hybrid    # hybrid ViT
     accelerate launch scripts/train.py recipes/quick.json --teacher_model_name_or_path runs/hybrid/final_model
     accelerate launch scripts/train.py recipes/quick.json --elastic_alpha 34 --elastic_sigma 5   # + elastic aug.
+    accelerate launch scripts/train.py recipes/quick.json --ema_decay 0.999   # score and keep an average of weights
 
 A recipe is a JSON file of the flags below; flags given after it override it. Training resumes from the last
 checkpoint in --output_dir unless --resume_from_checkpoint names another (or "none" to start afresh).
