@@ -166,6 +166,8 @@ class DigitTrainer(Trainer):
             folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
             save_file({name: tensor.contiguous() for name, tensor in self.average.module.state_dict().items()},
                       folder / AVERAGE_WEIGHTS_NAME)
+        if self.average is not None:
+            self.accelerator.wait_for_everyone()  # other processes may read it next (the kept model, at the end)
 
     def _with_eval_collator(self, make_loader, dataset):
         train_collator = self.data_collator
