@@ -43,7 +43,7 @@ def time_to_accuracy_text(history: list[dict], threshold: float) -> str:
     """When training first reached `threshold` test accuracy: the epoch (any machine's yardstick) and the wall clock
     (this run's machine, and whatever else ran on it)."""
     row = first_evaluation_reaching(history, threshold)
-    return f"epoch {row['epoch']:g} ({format_duration(row['elapsed_seconds'])})" if row else "not reached"
+    return f"epoch {round(row['epoch'], 2):g} ({format_duration(row['elapsed_seconds'])})" if row else "not reached"
 
 
 def hardware_text(hardware: dict) -> str:
