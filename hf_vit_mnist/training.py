@@ -145,13 +145,16 @@ class DigitTrainer(Trainer):
 
     @contextlib.contextmanager
     def averaged_weights(self):
-        """The model holds the average inside the block and its training weights again after it."""
+        """The model holds the average inside the block and its training weights again after it. Evaluating a dict
+        of datasets calls `evaluate` again for each one: those inner calls find the average in place already."""
         training_weights = {name: tensor.clone() for name, tensor in self.model.state_dict().items()}
         self.model.load_state_dict(self.average.module.state_dict())
+        self._evaluating_average = False
         try:
             yield
         finally:
             self.model.load_state_dict(training_weights)
+            self._evaluating_average = True
 
     def evaluate(self, *args, **kwargs):
         if not self._evaluating_average:
