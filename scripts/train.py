@@ -171,6 +171,26 @@ def _flag_value(value) -> str:
     return json.dumps(value) if isinstance(value, (dict, list)) else str(value)
 
 
+def load_splits(data_args: DataArguments, seed: int) -> tuple[dict[str, DigitTensors], list[str]]:
+    """The run's train / validation / test splits as tensors, and the class names. The validation split is carved
+    from train by `seed`, so a run's own recipe rebuilds exactly the images it was evaluated on."""
+    try:
+        dataset = load_image_classification_dataset(data_args.dataset_name, data_args.dataset_dir,
+                                                    data_args.dataset_config_name)
+        dataset = split_train_validation(dataset, data_args.validation_size, seed)
+        limits = {"train": data_args.max_train_samples}
+        splits = {}
+        for name in ("train", "validation", "test"):
+            if name not in dataset:
+                continue
+            limit = limits.get(name, data_args.max_eval_samples)
+            part = dataset[name].select(range(min(limit, len(dataset[name])))) if limit else dataset[name]
+            splits[name] = DigitTensors(part)
+    except DataError as error:
+        raise SystemExit(f"Data error: {error}") from None
+    return splits, dataset["train"].features["label"].names
+
+
 def build_model(model_args: ModelArguments, label_names: list[str], image_size: int):
     labels = {"id2label": dict(enumerate(label_names)), "label2id": {n: i for i, n in enumerate(label_names)}}
     if model_args.model_name_or_path:
@@ -284,22 +304,8 @@ def main(argv: list[str] | None = None) -> dict:
         recipe_file.with_suffix(".tmp").replace(recipe_file)
     set_seed(training_args.seed)
 
-    try:
-        dataset = load_image_classification_dataset(data_args.dataset_name, data_args.dataset_dir,
-                                                    data_args.dataset_config_name)
-        dataset = split_train_validation(dataset, data_args.validation_size, training_args.seed)
-        label_names = dataset["train"].features["label"].names
-        limits = {"train": data_args.max_train_samples}
-        splits = {}
-        for name in ("train", "validation", "test"):
-            if name not in dataset:
-                continue
-            limit = limits.get(name, data_args.max_eval_samples)
-            part = dataset[name].select(range(min(limit, len(dataset[name])))) if limit else dataset[name]
-            splits[name] = DigitTensors(part)
-        image_size = splits["train"].images.shape[-1]
-    except DataError as error:
-        raise SystemExit(f"Data error: {error}") from None
+    splits, label_names = load_splits(data_args, training_args.seed)
+    image_size = splits["train"].images.shape[-1]
     logger.info("Data: %s", {name: len(split) for name, split in splits.items()})
 
     model = build_model(model_args, label_names, image_size)
