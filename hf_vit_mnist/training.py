@@ -1,9 +1,10 @@
 """Pieces of the training job that scripts/train.py and scripts/evaluate.py share: metrics through the shipped
-`evaluate` module, the Trainer (evaluation collator, distillation, weight averaging), the wall-clock callback behind
-time-to-accuracy, and the checks run before training starts."""
+`evaluate` module, the Trainer (evaluation collator, distillation, weight averaging, checkpoint averaging), the
+wall-clock callback behind time-to-accuracy, and the checks run before training starts."""
 
 import contextlib
 import json
+import logging
 import os
 import platform
 import shutil
@@ -21,12 +22,14 @@ from torch.optim.swa_utils import AveragedModel
 from transformers import Trainer, TrainerCallback
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.utils import SAFE_WEIGHTS_NAME
 
 from .metrics import CLASSIFICATION_REPORT_PATH
 
 MIN_FREE_DISK_BYTES = 200 * 2**20  # checkpoints of a <=1M-parameter model are a few MB; leave room for many
 DISTILLATION_TYPES = ("hard", "soft")
 AVERAGE_WEIGHTS_NAME = "ema_model.safetensors"  # in each checkpoint beside model.safetensors (the training weights)
+logger = logging.getLogger(__name__)
 
 
 def load_classification_metric() -> evaluate.EvaluationModule:
@@ -56,6 +59,25 @@ def moving_average_with_warmup(decay: float):
             average.lerp_(weight, 1 - step_decay)
 
     return update
+
+
+def epoch_checkpoints(output_dir: str | Path) -> dict[int, Path]:
+    """A run's checkpoint folders saved at the end of an epoch, by epoch. One saved mid-epoch (on SIGTERM) is left
+    out: an average of epochs weighs each one equally."""
+    checkpoints = {}
+    for folder in Path(output_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+        if (folder / TRAINER_STATE_NAME).exists():
+            epoch = json.loads((folder / TRAINER_STATE_NAME).read_text())["epoch"]
+            if abs(epoch - round(epoch)) < 1e-6:
+                checkpoints[round(epoch)] = folder
+    return checkpoints
+
+
+def uniform_average(checkpoints: list[Path]) -> dict[str, torch.Tensor]:
+    """The mean of the checkpoints' training weights (model.safetensors), summed in float64."""
+    states = [load_file(folder / SAFE_WEIGHTS_NAME) for folder in checkpoints]
+    return {name: (sum(state[name].double() for state in states) / len(states)).to(tensor.dtype)
+            if tensor.is_floating_point() else tensor for name, tensor in states[-1].items()}
 
 
 def check_ema_decay(ema_decay: float) -> None:
@@ -171,6 +193,41 @@ class DigitTrainer(Trainer):
                       folder / AVERAGE_WEIGHTS_NAME)
         if self.average is not None:
             self.accelerator.wait_for_everyone()  # other processes may read it next (the kept model, at the end)
+
+    def keep_best_checkpoint_average(self, counts: list[int], validation, test=None) -> dict:
+        """Checkpoint averaging, after training (Vaswani et al. 2017; fairseq's average_checkpoints.py; SWA, Izmailov
+        et al. 2018): the model ends up holding whichever scores best on validation of its own weights (the kept
+        epoch's) and the uniform averages of the last K epoch checkpoints, for each K in `counts`; the test split,
+        when given, is scored for the record only. Returns every candidate's scores and the one chosen."""
+        checkpoints = epoch_checkpoints(self.args.output_dir)
+        kept = self.state.best_model_checkpoint if self.args.load_best_model_at_end else None
+        kept_epoch = next((epoch for epoch, folder in checkpoints.items()
+                           if kept and folder.name == Path(kept).name), max(checkpoints))
+        candidates = [{"name": f"epoch {kept_epoch}", "epochs": [kept_epoch, kept_epoch],
+                       "weights": {name: tensor.clone() for name, tensor in self.model.state_dict().items()}}]
+        last = max(checkpoints)
+        for count in sorted(set(counts)):
+            epochs = list(range(last - count + 1, last + 1))
+            missing = [epoch for epoch in epochs if epoch not in checkpoints]
+            if missing:  # e.g. a mid-epoch checkpoint (SIGTERM) took a place that save_total_limit counts
+                logger.warning("Not averaging the last %d epochs: the checkpoints of epochs %s are gone (raise "
+                               "--save_total_limit to keep them).", count, missing)
+                continue
+            candidates.append({"name": f"mean of epochs {epochs[0]}-{last}", "epochs": [epochs[0], last],
+                               "weights": uniform_average([checkpoints[epoch] for epoch in epochs])})
+        for candidate in candidates:
+            self.model.load_state_dict(candidate["weights"])
+            for split, dataset in (("validation", validation), ("test", test)):
+                if dataset is not None:
+                    metrics = self.predict(dataset, metric_key_prefix=split).metrics  # predict logs nothing
+                    candidate |= {f"{split}_accuracy": metrics[f"{split}_accuracy"],
+                                  f"{split}_loss": metrics[f"{split}_loss"]}
+            logger.info("Candidate %s: validation accuracy %.4f", candidate["name"], candidate["validation_accuracy"])
+        best = max(candidates, key=lambda candidate: (candidate["validation_accuracy"], -candidate["validation_loss"]))
+        self.model.load_state_dict(best["weights"])
+        return {"chosen": best["name"], "epochs": best["epochs"], "validation_accuracy": best["validation_accuracy"],
+                "candidates": [{key: value for key, value in candidate.items() if key != "weights"}
+                               for candidate in candidates]}
 
     def _with_eval_collator(self, make_loader, dataset):
         train_collator = self.data_collator

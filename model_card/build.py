@@ -128,6 +128,14 @@ def build_model_card(model_dir: str | Path, repo_id: str | None = None) -> Model
     if training.get("ema_decay"):
         hyperparameters.append(("weight averaging", f"exponential moving average of the weights, decay "
                                 f"{training['ema_decay']} per step: these weights are the average"))
+    averaging = summary.get("checkpoint_averaging")
+    if averaging:
+        first, last = averaging["epochs"]
+        chosen = (f"uniform average of epochs {first}-{last}'s weights" if last > first
+                  else f"epoch {last}'s own weights")
+        others = ", ".join(candidate["name"] for candidate in averaging["candidates"]
+                           if candidate["name"] != averaging["chosen"])
+        hyperparameters.append(("checkpoint averaging", f"{chosen}, chosen on validation over {others}"))
     distillation = recipe.get("distillation")
     if distillation:  # DeiT-style: only the loss changes, the architecture above is the student's own
         hyperparameters.append(("distillation", "{} (weight {}{}) from a {:,}-parameter {} teacher, {}".format(

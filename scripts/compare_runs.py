@@ -69,6 +69,9 @@ def training_text(recipe: dict | None) -> str:
         training += f", elastic distortion {recipe['data']['elastic_alpha']:g}/{recipe['data']['elastic_sigma']:g}"
     if recipe["training"].get("ema_decay"):
         training += f", weights averaged (EMA {recipe['training']['ema_decay']:g})"
+    if recipe["training"].get("average_last_epochs"):
+        counts = "/".join(str(count) for count in recipe["training"]["average_last_epochs"])
+        training += f", checkpoint averaging (last {counts} epochs, if best on validation)"
     return training
 
 

@@ -11,6 +11,7 @@ it on the test split, and save the folder the Hub would receive (optionally push
     accelerate launch scripts/train.py recipes/quick.json --teacher_model_name_or_path runs/hybrid/final_model
     accelerate launch scripts/train.py recipes/quick.json --elastic_alpha 34 --elastic_sigma 5   # + elastic aug.
     accelerate launch scripts/train.py recipes/quick.json --ema_decay 0.999   # score and keep an average of weights
+    accelerate launch scripts/train.py recipes/quick.json --average_last_epochs 2 3   # or the last 2-3 epochs' mean
 
 A recipe is a JSON file of the flags below; flags given after it override it. Training resumes from the last
 checkpoint in --output_dir unless --resume_from_checkpoint names another (or "none" to start afresh).
@@ -151,9 +152,26 @@ class ViTMNISTTrainingArguments(TrainingArguments):
         "help": "Evaluate and keep a moving average of the weights with this decay per step (0.999: about the last "
                 "1,000 steps); 0: off."})
 
+    average_last_epochs: list[int] = field(default_factory=list, metadata={
+        "help": "After training, also score the uniform averages of the last K epochs' checkpoints for each K given "
+                "(e.g. 5 10 20) and keep whichever is best on validation, the kept epoch included. Keeps enough "
+                "checkpoints for it (save_total_limit raised to max K + 2)."})
+
     def __post_init__(self):
         super().__post_init__()
         check_ema_decay(self.ema_decay)
+        if self.average_last_epochs:
+            if min(self.average_last_epochs) < 2:
+                raise ValueError(f"--average_last_epochs takes numbers of epochs, 2 or more (the kept epoch is always "
+                                 f"a candidate), got {self.average_last_epochs}.")
+            if self.ema_decay:
+                raise ValueError("--average_last_epochs averages checkpoints of the training weights; with "
+                                 "--ema_decay the model is already a moving average. Choose one.")
+            if self.save_strategy != "epoch":
+                raise ValueError("--average_last_epochs averages epoch checkpoints: keep --save_strategy epoch.")
+            # The last K epochs, the best one (kept whatever its age) and a mid-epoch one that a SIGTERM may leave.
+            if self.save_total_limit is not None:
+                self.save_total_limit = max(self.save_total_limit, max(self.average_last_epochs) + 2)
 
 
 def parse_args(argv: list[str]):
@@ -163,12 +181,15 @@ def parse_args(argv: list[str]):
         recipe = json.loads(Path(argv[0]).read_text())
         argv = argv[1:]
     # Recipe values become defaults; flags on the command line win.
-    flags = [item for key, value in recipe.items() for item in (f"--{key}", _flag_value(value))]
+    flags = [item for key, value in recipe.items() for item in (f"--{key}", *_flag_values(value))]
     return parser.parse_args_into_dataclasses(args=flags + argv)
 
 
-def _flag_value(value) -> str:
-    return json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+def _flag_values(value) -> list[str]:
+    """A recipe value as command-line words: a list as several (nargs), a dict as JSON, anything else as text."""
+    if isinstance(value, list):
+        return [str(item) for item in value]
+    return [json.dumps(value) if isinstance(value, dict) else str(value)]
 
 
 def load_splits(data_args: DataArguments, seed: int) -> tuple[dict[str, DigitTensors], list[str]]:
@@ -216,7 +237,9 @@ def load_teacher(distillation_args: DistillationArguments, label_names: list[str
 RECIPE_TRAINING_FIELDS = ("learning_rate", "weight_decay", "warmup_steps", "lr_scheduler_type", "optim",
                           "label_smoothing_factor", "num_train_epochs", "per_device_train_batch_size",
                           "gradient_accumulation_steps", "max_grad_norm", "seed", "bf16", "torch_compile",
-                          "ema_decay")
+                          "ema_decay", "average_last_epochs")
+# Applied after training, so a finished run may be finished again with another choice (it retrains nothing).
+POST_TRAINING_FIELDS = ("average_last_epochs",)
 
 
 def _field_defaults(arguments_class) -> dict:
@@ -249,7 +272,8 @@ def check_resumed_recipe(run_dir: Path, recipe: dict) -> None:
         if before:  # a field its recipe.json lacks came to train.py after the run started: it ran at the default
             before = {**RECIPE_DEFAULTS[group], **before}
         changed += [f"{group}.{name}: {before.get(name)!r} -> {now.get(name)!r}"
-                    for name in sorted(set(before) | set(now)) if before.get(name) != now.get(name)]
+                    for name in sorted(set(before) | set(now))
+                    if before.get(name) != now.get(name) and name not in POST_TRAINING_FIELDS]
     if changed:
         raise SystemExit(f"{run_dir} was started with another recipe ({'; '.join(changed)}), so it cannot be "
                          "resumed with this one. Give the run's own flags again, or a new --output_dir, or "
@@ -365,6 +389,11 @@ def main(argv: list[str] | None = None) -> dict:
                          f"saved as {get_last_checkpoint(training_args.output_dir)}. Run the same command again "
                          "to go on from there.")
     trainer.save_metrics("train", train_result.metrics)
+    averaging = None
+    if training_args.average_last_epochs:
+        averaging = trainer.keep_best_checkpoint_average(training_args.average_last_epochs, splits["validation"],
+                                                         eval_datasets.get("test"))
+        logger.info("Kept: %s (validation accuracy %.4f)", averaging["chosen"], averaging["validation_accuracy"])
 
     results = dict(train_result.metrics)
     if "test" in splits:
@@ -379,6 +408,8 @@ def main(argv: list[str] | None = None) -> dict:
         summary = training_summary(recipe, training_args, trainer, label_names)
         summary["split_sizes"] = {name: len(split) for name, split in splits.items()}
         summary["dataset"] = data_args.dataset_name or data_args.dataset_dir or "bundled MNIST"
+        if averaging:
+            summary["checkpoint_averaging"] = averaging
         (final_dir / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         repo_id = training_args.hub_model_id or final_dir.parent.name
         write_model_card(final_dir, repo_id=repo_id)

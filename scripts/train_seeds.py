@@ -43,12 +43,14 @@ def launch(recipe: Path, train_args: list[str], seed: int) -> subprocess.Popen:
 
 
 def seed_results(run_dir: Path) -> dict:
-    """The best validation accuracy (the epoch kept) and the test accuracy of that model, from train.py's files."""
+    """The validation accuracy of the model kept (the best epoch, or a checkpoint average chosen over it) and its
+    test accuracy, from train.py's files."""
     final = run_dir / "final_model"
     summary = json.loads((final / "training_summary.json").read_text())
     results = json.loads((final / "all_results.json").read_text())
+    best_epoch = max(row["validation_accuracy"] for row in summary["history"])
     return {
-        "validation_accuracy": max(row["validation_accuracy"] for row in summary["history"]),
+        "validation_accuracy": summary.get("checkpoint_averaging", {}).get("validation_accuracy", best_epoch),
         "test_accuracy": results["test_accuracy"],
         "train_wall_clock_seconds": summary["train_wall_clock_seconds"],
         "time_to_test_accuracy_seconds": summary["time_to_test_accuracy_seconds"],

@@ -18,6 +18,7 @@ from conftest import TINY, train_tiny
 from safetensors.torch import load_file
 from torch.optim.swa_utils import AveragedModel
 
+from hf_vit_mnist.data import DigitCollator
 from hf_vit_mnist.training import AVERAGE_WEIGHTS_NAME, moving_average_with_warmup
 
 
@@ -140,6 +141,53 @@ def test_weight_averaging_is_what_is_scored_kept_and_resumed(tmp_path):
     assert_same_final_weights(straight, killed)
 
 
+def test_checkpoint_averaging_keeps_the_best_on_validation_of_the_kept_epoch_and_exact_means(tmp_path):
+    run = tmp_path / "run"
+    # At a high constant learning rate the weights wander around a plateau, as at the end of a long run: a mean of
+    # the last epochs beats each of them, and the best epoch is not the last.
+    schedule = ["--num_train_epochs", "6", "--lr_scheduler_type", "constant", "--learning_rate", "3e-2"]
+    results = train_tiny(run, *schedule, "--average_last_epochs", "2", "3")
+    final = run / train.FINAL_MODEL_DIR
+    summary = json.loads((final / "training_summary.json").read_text())
+    averaging = summary["checkpoint_averaging"]
+    kept, *means = averaging["candidates"]
+    assert [mean["name"] for mean in means] == ["mean of epochs 5-6", "mean of epochs 4-6"]
+    # The kept epoch scores as training scored it (predict after training = evaluate during it).
+    assert kept["validation_accuracy"] == max(row["validation_accuracy"] for row in summary["history"])
+
+    # Each mean's score is that of the mean of its checkpoints' weights, recomputed here by hand.
+    checkpoints = {round(json.loads((folder / "trainer_state.json").read_text())["epoch"]): folder
+                   for folder in run.glob("checkpoint-*")}
+    assert sorted(checkpoints) == [2, 3, 4, 5, 6]  # save_total_limit was raised to 3 + 2
+    _, data_args, _, training_args = train.parse_args([*TINY, "--output_dir", str(tmp_path / "unused")])
+    validation = train.load_splits(data_args, training_args.seed)[0]["validation"]
+    model = train.ViTMNISTForImageClassification.from_pretrained(final).eval()
+    batch = DigitCollator(0.1307, 0.3081)([validation[i] for i in range(len(validation))])
+    weights = {}
+    for mean in means:
+        states = [load_file(checkpoints[epoch] / "model.safetensors") for epoch in range(mean["epochs"][0], 7)]
+        weights[mean["name"]] = {name: sum(state[name] for state in states) / len(states) for name in states[0]}
+        model.load_state_dict(weights[mean["name"]])
+        with torch.no_grad():
+            correct = (model(pixel_values=batch["pixel_values"]).logits.argmax(-1) == batch["labels"]).sum().item()
+        assert round(mean["validation_accuracy"] * len(validation)) == correct
+    weights[kept["name"]] = load_file(checkpoints[kept["epochs"][0]] / "model.safetensors")
+
+    best = max(averaging["candidates"], key=lambda row: (row["validation_accuracy"], -row["validation_loss"]))
+    assert averaging["chosen"] == best["name"] and best in means and kept["name"] != "epoch 6"
+    saved = load_file(final / "model.safetensors")
+    for name, tensor in saved.items():
+        torch.testing.assert_close(tensor, weights[best["name"]][name])
+    assert results["test_accuracy"] == best["test_accuracy"]  # the final test score is the chosen model's
+    assert "| checkpoint averaging |" in (final / "README.md").read_text()
+
+    # Averaging retrains nothing: the finished run may be finished again with another choice.
+    train_tiny(run, *schedule, "--average_last_epochs", "4")
+    again = json.loads((final / "training_summary.json").read_text())["checkpoint_averaging"]
+    assert [row["name"] for row in again["candidates"]] == [kept["name"], "mean of epochs 3-6"]
+    assert again["candidates"][0]["validation_accuracy"] == kept["validation_accuracy"]
+
+
 def test_ctrl_c_stops_without_a_traceback_and_names_the_checkpoint_to_resume_from(tmp_path):
     returncode, output = signal_training_in_epoch_2(tmp_path, ["--num_train_epochs", "2"], signal.SIGINT)
     assert returncode == 1 and "Traceback" not in output, output[-2000:]
@@ -179,6 +227,8 @@ def test_unwritable_output_dir_fails_at_start(tmp_path):
     (["--erase_probability", "2"], "--erase_probability must be in"),
     (["--elastic_alpha", "34", "--elastic_sigma", "0"], "--elastic_sigma > 0"),
     (["--ema_decay", "1"], "--ema_decay must be in [0, 1)"),
+    (["--average_last_epochs", "1", "3"], "--average_last_epochs takes numbers of epochs, 2 or more"),
+    (["--average_last_epochs", "3", "--ema_decay", "0.99"], "Choose one"),
     (["--learning_rate", "fast"], "invalid float value"),  # argparse's own message, also one line
 ])
 def test_bad_training_arguments_stop_with_one_line_before_any_work(tmp_path, capsys, flags, message):
