@@ -106,6 +106,8 @@ class DigitTrainer(Trainer):
     def __init__(self, *args, eval_data_collator=None, teacher=None, distillation_type="hard", distillation_alpha=0.5,
                  distillation_temperature=1.0, ema_decay=0.0, **kwargs):
         super().__init__(*args, **kwargs)
+        if not torch.accelerator.is_available():  # pinned memory speeds copies to an accelerator; without one,
+            self.args.dataloader_pin_memory = False  # torch warns at every loader
         self.eval_data_collator = eval_data_collator
         check_ema_decay(ema_decay)
         self.average = None
