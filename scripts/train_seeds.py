@@ -24,8 +24,10 @@ TRAIN_SCRIPT = Path(__file__).with_name("train.py")
 
 
 def output_base(recipe: Path, train_args: list[str]) -> str:
-    flags = dict(zip(train_args[::2], train_args[1::2], strict=False))
-    base = flags.get("--output_dir") or json.loads(recipe.read_text()).get("output_dir", "runs/vit-mnist")
+    if "--output_dir" in train_args[:-1]:  # not read as flag/value pairs: some flags take several values
+        base = train_args[train_args.index("--output_dir") + 1]
+    else:
+        base = json.loads(recipe.read_text()).get("output_dir", "runs/vit-mnist")
     return base.rstrip("/")
 
 

@@ -46,3 +46,10 @@ def test_sigterm_reaches_the_running_seed_which_saves_and_the_next_seed_does_not
     step = int(re.search(r"Stopped by SIGTERM at step (\d+) of 470", log.read_text()).group(1))
     assert step > 47 and (tmp_path / "run-seed0" / f"checkpoint-{step}").is_dir()
     assert not (tmp_path / "run-seed1").exists()
+
+
+def test_the_output_folder_is_found_after_a_flag_with_several_values():
+    recipe = Path(train_seeds.__file__).parents[1] / "recipes" / "release.json"
+    flags = ["--average_last_epochs", "5", "10", "20", "--output_dir", "runs/elsewhere"]
+    assert train_seeds.seed_run_dir(recipe, flags, 3) == Path("runs/elsewhere-seed3")
+    assert train_seeds.seed_run_dir(recipe, flags[:4], 3) == Path("runs/release-seed3")  # the recipe's own
