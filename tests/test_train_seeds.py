@@ -50,6 +50,6 @@ def test_sigterm_reaches_the_running_seed_which_saves_and_the_next_seed_does_not
 
 def test_the_output_folder_is_found_after_a_flag_with_several_values():
     recipe = Path(train_seeds.__file__).parents[1] / "recipes" / "release.json"
-    flags = ["--average_last_epochs", "5", "10", "20", "--output_dir", "runs/elsewhere"]
+    flags = ["--average_last_epochs", "10", "20", "--output_dir", "runs/elsewhere"]
     assert train_seeds.seed_run_dir(recipe, flags, 3) == Path("runs/elsewhere-seed3")
-    assert train_seeds.seed_run_dir(recipe, flags[:4], 3) == Path("runs/release-seed3")  # the recipe's own
+    assert train_seeds.seed_run_dir(recipe, flags[:3], 3) == Path("runs/release-seed3")  # the recipe's own
