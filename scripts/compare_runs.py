@@ -1,6 +1,7 @@
 """Tabulate scripts/train.py runs side by side, from each run's own records (final_model/training_summary.json and
-all_results.json): what was trained, how long it took, and the test accuracy reached. A run still training (or
-stopped, to be resumed) is shown as far as its newest checkpoint goes: same-schedule runs compare epoch by epoch.
+all_results.json): what was trained, how long it took, and the test accuracy reached (and, for runs that averaged
+checkpoints, every candidate's scores). A run still training (or stopped, to be resumed) is shown as far as its
+newest checkpoint goes: same-schedule runs compare epoch by epoch.
 
     python scripts/compare_runs.py runs/s10-base runs/s10-conv runs/s10-distilled
     python scripts/compare_runs.py runs/s10-* --json results/short-schedules.json   # also every record, as JSON
@@ -112,6 +113,23 @@ def markdown_table(records: list[dict], split: str = "test") -> str:
     return "\n".join(lines) + "\n"
 
 
+def averaging_table(records: list[dict]) -> str:
+    """For the finished runs that averaged checkpoints (--average_last_epochs): every candidate's scores."""
+    lines = []
+    for record in records:
+        averaging = record.get("summary", {}).get("checkpoint_averaging")
+        for candidate in averaging["candidates"] if averaging else []:
+            test = f"{100 * candidate['test_accuracy']:.2f}%" if "test_accuracy" in candidate else "not scored"
+            kept = "**kept**" if candidate["name"] == averaging["chosen"] else ""
+            lines.append(f"| {record['run']} | {candidate['name']} | {100 * candidate['validation_accuracy']:.2f}% "
+                         f"| {candidate['validation_loss']:.4f} | {test} | {kept} |")
+    if not lines:
+        return ""
+    header = ["", "Checkpoint averaging (kept: the best on validation accuracy, then loss):", "",
+              "| run | candidate | validation accuracy | validation loss | test accuracy | |", "|" + " --- |" * 6]
+    return "\n".join(header + lines) + "\n"
+
+
 def main(argv=None) -> str:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dirs", nargs="+", type=Path, help="--output_dir folders of train.py runs")
@@ -120,7 +138,7 @@ def main(argv=None) -> str:
                         help="The split whose accuracy per epoch is listed: compare recipes on validation.")
     args = parser.parse_args(argv)
     records = [run_record(run_dir) for run_dir in args.run_dirs]
-    table = markdown_table(records, args.by_epoch)
+    table = markdown_table(records, args.by_epoch) + averaging_table(records)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(records, indent=2) + "\n")
