@@ -201,6 +201,7 @@ class DigitTrainer(Trainer):
         et al. 2018): the model ends up holding whichever scores best on validation of its own weights (the kept
         epoch's) and the uniform averages of the last K epoch checkpoints, for each K in `counts`; the test split,
         when given, is scored for the record only. Returns every candidate's scores and the one chosen."""
+        self.accelerator.wait_for_everyone()  # under data parallelism, the last checkpoint is written by now
         checkpoints = epoch_checkpoints(self.args.output_dir)
         kept = self.state.best_model_checkpoint if self.args.load_best_model_at_end else None
         kept_epoch = next((epoch for epoch, folder in checkpoints.items()
