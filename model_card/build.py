@@ -184,6 +184,7 @@ def build_model_card(model_dir: str | Path, repo_id: str | None = None) -> Model
         test_macro_f1=_percent(results["test_macro_f1"]),
         test_size=f"{sizes.get('test', 0):,}",
         seed_spread=spread,
+        averaged=bool(averaging),
         per_class=per_class,
         figures=[{"file": png.relative_to(model_dir).as_posix(), "title": png.stem.replace("_", " ")}
                  for png in [*sorted(model_dir.glob("*.png")), *sorted(model_dir.glob("eval/*.png"))]],

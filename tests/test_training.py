@@ -179,7 +179,8 @@ def test_checkpoint_averaging_keeps_the_best_on_validation_of_the_kept_epoch_and
     for name, tensor in saved.items():
         torch.testing.assert_close(tensor, weights[best["name"]][name])
     assert results["test_accuracy"] == best["test_accuracy"]  # the final test score is the chosen model's
-    assert "| checkpoint averaging |" in (final / "README.md").read_text()
+    card = (final / "README.md").read_text()
+    assert "| checkpoint averaging |" in card and "to pick the best epoch and checkpoint average;" in card
     table = compare_runs.main([str(run)])
     assert "checkpoint averaging (last 2/3 epochs, if best on validation)" in table
     assert f"| run | {best['name']} | {100 * best['validation_accuracy']:.2f}% |" in table and "**kept**" in table
