@@ -196,13 +196,17 @@ class DigitTrainer(Trainer):
         if self.average is not None:
             self.accelerator.wait_for_everyone()  # other processes may read it next (the kept model, at the end)
 
-    def keep_best_checkpoint_average(self, counts: list[int], validation, test=None) -> dict:
+    def keep_best_checkpoint_average(self, counts: list[int], validation, test=None) -> dict | None:
         """Checkpoint averaging, after training (Vaswani et al. 2017; fairseq's average_checkpoints.py; SWA, Izmailov
         et al. 2018): the model ends up holding whichever scores best on validation of its own weights (the kept
         epoch's) and the uniform averages of the last K epoch checkpoints, for each K in `counts`; the test split,
-        when given, is scored for the record only. Returns every candidate's scores and the one chosen."""
+        when given, is scored for the record only. Returns every candidate's scores and the one chosen (None when
+        the run saved no epoch checkpoint)."""
         self.accelerator.wait_for_everyone()  # under data parallelism, the last checkpoint is written by now
         checkpoints = epoch_checkpoints(self.args.output_dir)
+        if not checkpoints:
+            logger.warning("Not averaging checkpoints: the run saved none at the end of an epoch.")
+            return None
         kept = self.state.best_model_checkpoint if self.args.load_best_model_at_end else None
         kept_epoch = next((epoch for epoch, folder in checkpoints.items()
                            if kept and folder.name == Path(kept).name), max(checkpoints))

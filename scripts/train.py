@@ -393,7 +393,8 @@ def main(argv: list[str] | None = None) -> dict:
     if training_args.average_last_epochs:
         averaging = trainer.keep_best_checkpoint_average(training_args.average_last_epochs, splits["validation"],
                                                          eval_datasets.get("test"))
-        logger.info("Kept: %s (validation accuracy %.4f)", averaging["chosen"], averaging["validation_accuracy"])
+        if averaging:
+            logger.info("Kept: %s (validation accuracy %.4f)", averaging["chosen"], averaging["validation_accuracy"])
 
     results = dict(train_result.metrics)
     if "test" in splits:

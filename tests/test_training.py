@@ -192,6 +192,12 @@ def test_checkpoint_averaging_keeps_the_best_on_validation_of_the_kept_epoch_and
     assert again["candidates"][0]["validation_accuracy"] == kept["validation_accuracy"]
 
 
+def test_checkpoint_averaging_without_any_epoch_checkpoint_keeps_the_model(tmp_path):
+    results = train_tiny(tmp_path, "--num_train_epochs", "0.5", "--average_last_epochs", "2")  # no epoch ends
+    summary = json.loads((tmp_path / train.FINAL_MODEL_DIR / "training_summary.json").read_text())
+    assert "checkpoint_averaging" not in summary and results["test_accuracy"] > 0.1
+
+
 def test_ctrl_c_stops_without_a_traceback_and_names_the_checkpoint_to_resume_from(tmp_path):
     returncode, output = signal_training_in_epoch_2(tmp_path, ["--num_train_epochs", "2"], signal.SIGINT)
     assert returncode == 1 and "Traceback" not in output, output[-2000:]
