@@ -153,17 +153,17 @@ class ViTMNISTTrainingArguments(TrainingArguments):
                 "1,000 steps); 0: off."})
 
     average_last_epochs: list[int] = field(default_factory=list, metadata={
-        "help": "After training, also score the uniform averages of the last K epochs' checkpoints for each K given "
-                "(e.g. 5 10 20) and keep whichever is best on validation, the kept epoch included. Keeps enough "
-                "checkpoints for it (save_total_limit raised to max K + 2)."})
+        "help": "After training, score on validation the last epoch's weights and the uniform averages of the last K "
+                "epochs' checkpoints for each K given (e.g. 5 10 20), and keep the best of them instead of the best "
+                "epoch. Keeps enough checkpoints for it (save_total_limit raised to max K + 2)."})
 
     def __post_init__(self):
         super().__post_init__()
         check_ema_decay(self.ema_decay)
         if self.average_last_epochs:
             if min(self.average_last_epochs) < 2:
-                raise ValueError(f"--average_last_epochs takes numbers of epochs, 2 or more (the kept epoch is always "
-                                 f"a candidate), got {self.average_last_epochs}.")
+                raise ValueError(f"--average_last_epochs takes numbers of epochs, 2 or more (the last epoch alone is "
+                                 f"always a candidate), got {self.average_last_epochs}.")
             if self.ema_decay:
                 raise ValueError("--average_last_epochs averages checkpoints of the training weights; with "
                                  "--ema_decay the model is already a moving average. Choose one.")
