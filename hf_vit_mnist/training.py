@@ -258,6 +258,17 @@ class WeightAverageCallback(TrainerCallback):
         self.average.update_parameters(model)
 
 
+class StoppedEpochCallback(TrainerCallback):
+    """A run stopped in the middle of an epoch (SIGTERM: transformers' JIT checkpoint has saved it) leaves its epoch
+    loop early, and Trainer then evaluates as at an epoch's end: a score at a fractional epoch that a run never
+    stopped does not have, standing among the per-epoch figures (time to 99.0%, the best epoch) and delaying the
+    exit. That evaluation is skipped; the save that follows it stays, at a whole step: the rerun resumes from it."""
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        if control.should_training_stop and state.global_step < state.max_steps:
+            control.should_evaluate = False
+
+
 class NonFiniteTrainingError(RuntimeError):
     """Training produced NaN or infinite weights; the message says where and what to change."""
 

@@ -45,6 +45,7 @@ from hf_vit_mnist.training import (
     ElapsedTimeCallback,
     NonFiniteTrainingError,
     NonFiniteWeightsCallback,
+    StoppedEpochCallback,
     accuracy_history,
     check_ema_decay,
     check_output_dir,
@@ -155,7 +156,7 @@ class ViTMNISTTrainingArguments(TrainingArguments):
     average_last_epochs: list[int] = field(default_factory=list, metadata={
         "help": "After training, score on validation the last epoch's weights and the uniform averages of the last K "
                 "epochs' checkpoints for each K given (e.g. 5 10 20), and keep the best of them instead of the best "
-                "epoch. Keeps enough checkpoints for it (save_total_limit raised to max K + 2)."})
+                "epoch. Keeps enough checkpoints for it (save_total_limit raised to max K + 3)."})
 
     def __post_init__(self):
         super().__post_init__()
@@ -169,9 +170,10 @@ class ViTMNISTTrainingArguments(TrainingArguments):
                                  "--ema_decay the model is already a moving average. Choose one.")
             if self.save_strategy != "epoch":
                 raise ValueError("--average_last_epochs averages epoch checkpoints: keep --save_strategy epoch.")
-            # The last K epochs, the best one (kept whatever its age) and a mid-epoch one that a SIGTERM may leave.
+            # The last K epochs, the best one (kept whatever its age) and the two that a SIGTERM leaves: the JIT
+            # checkpoint, saved inside a step, and Trainer's at the end of that step, which a rerun resumes from.
             if self.save_total_limit is not None:
-                self.save_total_limit = max(self.save_total_limit, max(self.average_last_epochs) + 2)
+                self.save_total_limit = max(self.save_total_limit, max(self.average_last_epochs) + 3)
 
 
 def parse_args(argv: list[str]):
@@ -362,7 +364,7 @@ def main(argv: list[str] | None = None) -> dict:
         eval_data_collator=DigitCollator(mean, std),
         processing_class=processor,
         compute_metrics=make_compute_metrics(len(label_names)),
-        callbacks=[ElapsedTimeCallback(), NonFiniteWeightsCallback()],
+        callbacks=[ElapsedTimeCallback(), NonFiniteWeightsCallback(), StoppedEpochCallback()],
         teacher=teacher,
         distillation_type=distillation_args.distillation_type,
         distillation_alpha=distillation_args.distillation_alpha,

@@ -44,7 +44,11 @@ def test_sigterm_reaches_the_running_seed_which_saves_and_the_next_seed_does_not
     output = process.communicate(timeout=300)[0]
     assert process.returncode == 1 and "Seed(s) [0] stopped by SIGTERM" in output, output
     step = int(re.search(r"Stopped by SIGTERM at step (\d+) of 470", log.read_text()).group(1))
-    assert step > 47 and (tmp_path / "run-seed0" / f"checkpoint-{step}").is_dir()
+    checkpoint = tmp_path / "run-seed0" / f"checkpoint-{step}"
+    assert step > 47 and checkpoint.is_dir()
+    # Epoch 1 was evaluated; the stop in epoch 2 was not (StoppedEpochCallback): no score at a fractional epoch.
+    history = json.loads((checkpoint / "trainer_state.json").read_text())["log_history"]
+    assert [entry["epoch"] for entry in history if "eval_validation_accuracy" in entry] == [1.0]
     assert not (tmp_path / "run-seed1").exists()
 
 

@@ -158,7 +158,7 @@ def test_checkpoint_averaging_keeps_the_best_on_validation_of_the_kept_epoch_and
     # Each mean's score is that of the mean of its checkpoints' weights, recomputed here by hand.
     checkpoints = {round(json.loads((folder / "trainer_state.json").read_text())["epoch"]): folder
                    for folder in run.glob("checkpoint-*")}
-    assert sorted(checkpoints) == [2, 3, 4, 5, 6]  # save_total_limit was raised to 3 + 2
+    assert sorted(checkpoints) == [1, 2, 3, 4, 5, 6]  # save_total_limit was raised from 2 to 3 + 3
     _, data_args, _, training_args = train.parse_args([*TINY, "--output_dir", str(tmp_path / "unused")])
     validation = train.load_splits(data_args, training_args.seed)[0]["validation"]
     model = train.ViTMNISTForImageClassification.from_pretrained(final).eval()
