@@ -322,6 +322,14 @@ def test_compare_runs_tabulates_finished_and_unfinished_runs(trained, tmp_path):
     with pytest.raises(SystemExit, match="no checkpoint"):
         compare_runs.main([str(tmp_path / "empty")])
 
+    lines = compare_runs.main([str(output_dir), str(unfinished), "--epochs", "2", "4"]).splitlines()
+    epochs_2_3 = [row for row in summary["history"] if row["epoch"] in (2, 3)]
+    means = [sum(row[f"{split}_accuracy"] for row in epochs_2_3) / 2 for split in ("validation", "test")]
+    assert lines[-4] == "| run | epochs | validation accuracy | test accuracy |"
+    assert lines[-1] == f"| unfinished | 2 of 3 | {100 * means[0]:.2f}% | {100 * means[1]:.2f}% |"
+    with pytest.raises(SystemExit):
+        compare_runs.main([str(output_dir), "--epochs", "4", "2"])
+
 
 def test_a_run_resumes_only_with_the_recipe_it_started_with(trained, tmp_path):
     output_dir, _ = trained
