@@ -7,6 +7,7 @@ newest checkpoint goes: same-schedule runs compare epoch by epoch.
     python scripts/compare_runs.py runs/s10-* --json results/short-schedules.json   # also every record, as JSON
     python scripts/compare_runs.py runs/p100-base runs/p100-elastic --by_epoch validation   # choose on validation
     python scripts/compare_runs.py runs/release-seed1 runs/mlp256-seed1 --epochs 41 50   # means over a stretch
+    python scripts/compare_runs.py results/cpu-checkpoint-averaging.json runs/mlp256-seed1   # runs kept as --json
 """
 
 import argparse
@@ -46,6 +47,16 @@ def run_record(run_dir: Path) -> dict:
             "num_parameters": ViTMNISTForImageClassification(config).num_parameters(), "config": config.to_dict(),
             "history": accuracy_history(state["log_history"]),
             "recipe": json.loads(recipe_file.read_text()) if recipe_file.exists() else None}
+
+
+def records_at(path: Path) -> list[dict]:
+    """The run in a train.py output folder, or every run in a file that --json wrote (runs whose folders are gone,
+    such as those of results/*.json)."""
+    if path.suffix == ".json":
+        if not path.is_file():
+            raise SystemExit(f"{path} does not exist: pass a file that compare_runs.py --json wrote.")
+        return json.loads(path.read_text())
+    return [run_record(path)]
 
 
 def table_row(record: dict, split: str = "test") -> list[str]:
@@ -150,14 +161,15 @@ def window_table(records: list[dict], first: int, last: int) -> str:
 
 def main(argv=None) -> str:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run_dirs", nargs="+", type=Path, help="--output_dir folders of train.py runs")
+    parser.add_argument("runs", nargs="+", type=Path,
+                        help="--output_dir folders of train.py runs, or JSON files that --json wrote")
     parser.add_argument("--json", type=Path, help="Also write the runs' records (summary, results) to this file.")
     parser.add_argument("--by_epoch", choices=("test", "validation"), default="test",
                         help="The split whose accuracy per epoch is listed: compare recipes on validation.")
     parser.add_argument("--epochs", nargs=2, type=int, metavar=("FIRST", "LAST"),
                         help="Also each run's mean accuracy over these epochs (both included).")
     args = parser.parse_args(argv)
-    records = [run_record(run_dir) for run_dir in args.run_dirs]
+    records = [record for path in args.runs for record in records_at(path)]
     table = markdown_table(records, args.by_epoch) + averaging_table(records)
     if args.epochs:
         if not 1 <= args.epochs[0] <= args.epochs[1]:

@@ -330,6 +330,13 @@ def test_compare_runs_tabulates_finished_and_unfinished_runs(trained, tmp_path):
     with pytest.raises(SystemExit):
         compare_runs.main([str(output_dir), "--epochs", "4", "2"])
 
+    # Runs kept only as a --json file (their folders gone) tabulate as they did from the folders.
+    from_folders = compare_runs.main([str(output_dir), str(unfinished), "--epochs", "2", "4",
+                                      "--json", str(tmp_path / "both.json")])
+    assert compare_runs.main([str(tmp_path / "both.json"), "--epochs", "2", "4"]) == from_folders
+    with pytest.raises(SystemExit, match="does not exist"):
+        compare_runs.main([str(tmp_path / "gone.json")])
+
 
 def test_a_run_resumes_only_with_the_recipe_it_started_with(trained, tmp_path):
     output_dir, _ = trained
