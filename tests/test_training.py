@@ -80,7 +80,8 @@ def assert_same_final_weights(run_a, run_b):
 def test_a_run_killed_mid_epoch_resumes_and_ends_as_if_never_stopped(tmp_path):
     """SIGKILL in the middle of epoch 2 (no chance to clean up), then the same command again: it resumes from the
     epoch-1 checkpoint by itself and ends with exactly the weights of a run that was never stopped. Bit-identical
-    on CPU: the optimizer, scheduler, RNG (augmentation) and data order are all restored from the checkpoint."""
+    on CPU: the optimizer, scheduler, RNG (augmentation) and data order are all restored from the checkpoint. The
+    checkpoint and recipe.json are all it needs (so a long run moves to another machine with just those two)."""
     args = ["--num_train_epochs", "2", "--track_test_accuracy", "false"]
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     train_tiny(straight, *args)
@@ -88,6 +89,7 @@ def test_a_run_killed_mid_epoch_resumes_and_ends_as_if_never_stopped(tmp_path):
     assert returncode == -signal.SIGKILL, output[-2000:]
     assert not (killed / train.FINAL_MODEL_DIR).exists()
     assert [path.name for path in killed.glob("checkpoint-*")] == ["checkpoint-47"]  # epoch 1 of 47 steps
+    assert sorted(path.name for path in killed.iterdir()) == ["checkpoint-47", train.RECIPE_FILE]  # all it needs
 
     train_tiny(killed, *args)
     assert_same_final_weights(straight, killed)
