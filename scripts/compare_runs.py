@@ -98,7 +98,8 @@ def in_progress_row(record: dict, split: str) -> list[str]:
 
 
 def architecture_text(model: dict) -> str:
-    return f"{architecture_name(model.get('stem'))}, width {model['hidden_size']}, depth {model['num_hidden_layers']}"
+    return (f"{architecture_name(model.get('stem'))}, width {model['hidden_size']}, depth {model['num_hidden_layers']}"
+            f", MLP {model['intermediate_size']}")
 
 
 def progress_cells(history: list[dict], split: str) -> list[str]:

@@ -306,7 +306,7 @@ def test_compare_runs_tabulates_finished_and_unfinished_runs(trained, tmp_path):
     output_dir, results = trained
     table = compare_runs.main([str(output_dir), "--json", str(tmp_path / "runs.json")])
     row = table.splitlines()[2]
-    assert f"**{100 * results['test_accuracy']:.2f}%**" in row and "plain ViT, width 32, depth 2" in row
+    assert f"**{100 * results['test_accuracy']:.2f}%**" in row and "plain ViT, width 32, depth 2, MLP 64" in row
     summary = json.loads((output_dir / train.FINAL_MODEL_DIR / "training_summary.json").read_text())
     lowest = min(summary["history"], key=lambda row: row["validation_loss"])
     assert f"| {100 * lowest['test_accuracy']:.2f}% ({lowest['epoch']:g}) |" in row
