@@ -51,12 +51,14 @@ def run_record(run_dir: Path) -> dict:
 
 def records_at(path: Path) -> list[dict]:
     """The run in a train.py output folder, or every run in a file that --json wrote (runs whose folders are gone,
-    such as those of results/*.json)."""
-    if path.suffix == ".json":
-        if not path.is_file():
-            raise SystemExit(f"{path} does not exist: pass a file that compare_runs.py --json wrote.")
-        return json.loads(path.read_text())
-    return [run_record(path)]
+    such as those of results/cpu-checkpoint-averaging.json)."""
+    if path.suffix != ".json":
+        return [run_record(path)]
+    records = json.loads(path.read_text()) if path.is_file() else None
+    if not (isinstance(records, list) and all(isinstance(record, dict) and "run" in record for record in records)):
+        raise SystemExit(f"{path} is not a file that compare_runs.py --json wrote (a list of run records): pass "
+                         "that, or a train.py --output_dir folder.")
+    return records
 
 
 def table_row(record: dict, split: str = "test") -> list[str]:

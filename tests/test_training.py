@@ -336,8 +336,9 @@ def test_compare_runs_tabulates_finished_and_unfinished_runs(trained, tmp_path):
     from_folders = compare_runs.main([str(output_dir), str(unfinished), "--epochs", "2", "4",
                                       "--json", str(tmp_path / "both.json")])
     assert compare_runs.main([str(tmp_path / "both.json"), "--epochs", "2", "4"]) == from_folders
-    with pytest.raises(SystemExit, match="does not exist"):
-        compare_runs.main([str(tmp_path / "gone.json")])
+    for not_records in (tmp_path / "gone.json", output_dir / train.FINAL_MODEL_DIR / "all_results.json"):  # a dict
+        with pytest.raises(SystemExit, match="is not a file that compare_runs.py --json wrote"):
+            compare_runs.main([str(not_records)])
 
 
 def test_a_run_resumes_only_with_the_recipe_it_started_with(trained, tmp_path):
