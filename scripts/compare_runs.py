@@ -72,15 +72,19 @@ def table_row(record: dict, split: str = "test") -> list[str]:
 
 
 def training_text(recipe: dict | None) -> str:
-    """What the run learned from (labels, or a teacher too), any augmentation beyond the affine default, and
-    whether its weights were averaged."""
+    """What the run started from (a checkpoint, if fine-tuned), what it learned from (labels, or a teacher too),
+    how its augmentation differs from the affine default, and whether its weights were averaged."""
     if recipe is None:  # a run started before train.py wrote its recipe at the start
         return "(recipe not recorded)"
     training, distillation = "labels", recipe.get("distillation")
     if distillation:
         training = (f"distilled ({distillation['distillation_type']}, weight {distillation['distillation_alpha']}) "
                     f"from {Path(distillation['teacher_model_name_or_path']).parent.name}")
-    if recipe["data"].get("elastic_alpha"):
+    if recipe["model"].get("model_name_or_path"):
+        training = f"fine-tuned from {recipe['model']['model_name_or_path']}; {training}"
+    if not recipe["data"].get("augment", True):
+        training += ", no augmentation"
+    elif recipe["data"].get("elastic_alpha"):
         training += f", elastic distortion {recipe['data']['elastic_alpha']:g}/{recipe['data']['elastic_sigma']:g}"
     if recipe["training"].get("ema_decay"):
         training += f", weights averaged (EMA {recipe['training']['ema_decay']:g})"

@@ -316,7 +316,7 @@ def test_compare_runs_tabulates_finished_and_unfinished_runs(trained, tmp_path):
     unfinished = tmp_path / "unfinished"  # the same run as if stopped after its last checkpoint, before the end
     shutil.copytree(output_dir, unfinished, ignore=shutil.ignore_patterns(train.FINAL_MODEL_DIR))
     row = compare_runs.main([str(unfinished)]).splitlines()[2]
-    assert "| 3 of 3 |" in row and "| labels |" in row and f"| {summary['num_parameters']:,} |" in row
+    assert "| 3 of 3 |" in row and "| labels, no augmentation |" in row and f"| {summary['num_parameters']:,} |" in row
     assert f"{100 * results['test_accuracy']:.2f}% at the best validation epoch so far" in row  # what train.py kept
     table = compare_runs.main([str(output_dir), "--by_epoch", "validation"])
     validation = " ".join(f"{100 * row['validation_accuracy']:.2f}" for row in summary["history"])
@@ -339,6 +339,19 @@ def test_compare_runs_tabulates_finished_and_unfinished_runs(trained, tmp_path):
     for not_records in (tmp_path / "gone.json", output_dir / train.FINAL_MODEL_DIR / "all_results.json"):  # a dict
         with pytest.raises(SystemExit, match="is not a file that compare_runs.py --json wrote"):
             compare_runs.main([str(not_records)])
+
+
+def test_compare_runs_names_the_start_checkpoint_and_the_augmentation(trained):
+    output_dir, _ = trained
+    recipe = json.loads((output_dir / train.RECIPE_FILE).read_text())
+    assert compare_runs.training_text(recipe) == "labels, no augmentation"  # the tiny runs train on plain digits
+    recipe["data"]["augment"] = True
+    assert compare_runs.training_text(recipe) == "labels"  # affine augmentation, the default: not named
+    recipe["model"]["model_name_or_path"] = "release/vit-mnist"
+    recipe["data"]["elastic_alpha"], recipe["data"]["elastic_sigma"] = 34.0, 5.0
+    assert compare_runs.training_text(recipe) == "fine-tuned from release/vit-mnist; labels, elastic distortion 34/5"
+    recipe["data"]["augment"] = False  # elastic settings are then moot
+    assert compare_runs.training_text(recipe) == "fine-tuned from release/vit-mnist; labels, no augmentation"
 
 
 def test_a_run_resumes_only_with_the_recipe_it_started_with(trained, tmp_path):
