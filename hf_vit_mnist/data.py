@@ -203,10 +203,16 @@ def validate_dataset(dataset: DatasetDict) -> None:
 
 
 def split_train_validation(dataset: DatasetDict, validation_size: int, seed: int) -> DatasetDict:
-    """Carves a seeded, class-stratified validation split out of train; the test split is never used to choose."""
-    if "validation" in dataset:
+    """Carves a seeded, class-stratified validation split out of train; the test split is never used to choose.
+    A dataset with its own validation split keeps it; `validation_size` 0 trains on all of train, without one."""
+    if "validation" in dataset or validation_size == 0:
         return dataset
     train = dataset["train"]
+    num_classes = train.features["label"].num_classes
+    if not num_classes <= validation_size <= len(train) - num_classes:
+        raise DataError(f"The validation split must hold {num_classes} to {len(train) - num_classes} of the "
+                        f"{len(train)} training images (one of each class, and as many left to train on), got "
+                        f"{validation_size}. Give another --validation_size, or 0 to train on all of them.")
     # The indices Dataset.train_test_split(test_size=validation_size, seed=seed, stratify_by_column="label") picks,
     # without its row-by-row read of the labels (tens of seconds for MNIST in datasets 5).
     train_indices, validation_indices = next(stratified_shuffle_split_generate_indices(

@@ -202,14 +202,16 @@ class DigitTrainer(Trainer):
         the uniform averages of the last K epoch checkpoints, for each K in `counts`; the test split, when given, is
         scored for the record only. The best epoch of the whole run is no candidate: the highest of many noisy
         validation scores is often a fluke (5,000 images: +-0.09 points), while the end of the schedule is steady.
-        Returns every candidate's scores and the one chosen (None when the run saved no epoch checkpoint)."""
+        Without a validation split there is nothing to choose on: `counts` is one K, fixed before training, and the
+        mean of the last K epochs is kept. Returns every candidate's scores and the one kept (None when nothing
+        was averaged: no epoch checkpoint, or without validation the K epochs' checkpoints are gone)."""
         self.accelerator.wait_for_everyone()  # under data parallelism, the last checkpoint is written by now
         checkpoints = epoch_checkpoints(self.args.output_dir)
         if not checkpoints:
             logger.warning("Not averaging checkpoints: the run saved none at the end of an epoch.")
             return None
         last, candidates = max(checkpoints), []
-        for count in [1, *sorted(set(counts))]:  # 1: the last epoch alone
+        for count in [1, *sorted(set(counts))] if validation is not None else counts:  # 1: the last epoch alone
             epochs = list(range(last - count + 1, last + 1))
             missing = [epoch for epoch in epochs if epoch not in checkpoints]
             if missing:  # e.g. a mid-epoch checkpoint (SIGTERM) took a place that save_total_limit counts
@@ -226,10 +228,15 @@ class DigitTrainer(Trainer):
                     metrics = self.predict(dataset, metric_key_prefix=split).metrics  # predict logs nothing
                     candidate |= {f"{split}_accuracy": metrics[f"{split}_accuracy"],
                                   f"{split}_loss": metrics[f"{split}_loss"]}
-            logger.info("Candidate %s: validation accuracy %.4f", candidate["name"], candidate["validation_accuracy"])
-        best = max(candidates, key=lambda candidate: (candidate["validation_accuracy"], -candidate["validation_loss"]))
+            logger.info("Candidate %s: %s", candidate["name"],
+                        {key: round(value, 4) for key, value in candidate.items() if key.endswith("_accuracy")})
+        if not candidates:  # without validation: the one mean asked for; the model keeps the last epoch's weights
+            return None
+        best = candidates[0] if validation is None else max(
+            candidates, key=lambda candidate: (candidate["validation_accuracy"], -candidate["validation_loss"]))
         self.model.load_state_dict(best["weights"])
-        return {"chosen": best["name"], "epochs": best["epochs"], "validation_accuracy": best["validation_accuracy"],
+        return {"chosen": best["name"], "epochs": best["epochs"],
+                "validation_accuracy": best.get("validation_accuracy"),  # None: kept by a rule fixed in advance
                 "candidates": [{key: value for key, value in candidate.items() if key != "weights"}
                                for candidate in candidates]}
 

@@ -135,7 +135,9 @@ def build_model_card(model_dir: str | Path, repo_id: str | None = None) -> Model
                   else f"epoch {last}'s own weights")
         others = ", ".join(candidate["name"] for candidate in averaging["candidates"]
                            if candidate["name"] != averaging["chosen"])
-        hyperparameters.append(("checkpoint averaging", f"{chosen}, chosen on validation over {others}"))
+        how = (f"chosen on validation over {others}" if averaging.get("validation_accuracy") is not None
+               else "fixed before training (no validation split to choose on)")
+        hyperparameters.append(("checkpoint averaging", f"{chosen}, {how}"))
     distillation = recipe.get("distillation")
     if distillation:  # DeiT-style: only the loss changes, the architecture above is the student's own
         hyperparameters.append(("distillation", "{} (weight {}{}) from a {:,}-parameter {} teacher, {}".format(
@@ -174,7 +176,7 @@ def build_model_card(model_dir: str | Path, repo_id: str | None = None) -> Model
         pooling=config.get("pooling", "cls"),
         num_parameters=f"{summary['num_parameters']:,}" if "num_parameters" in summary else "n/a",
         train_size=f"{sizes.get('train', 0):,}",
-        validation_size=f"{sizes.get('validation', 0):,}",
+        validation_size=f"{sizes['validation']:,}" if sizes.get("validation") else None,
         hyperparameters=hyperparameters,
         wall_clock=format_duration(summary.get("train_wall_clock_seconds")),
         hardware=hardware_text(summary.get("hardware", {})),

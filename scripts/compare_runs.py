@@ -88,19 +88,26 @@ def training_text(recipe: dict | None) -> str:
         training += f", elastic distortion {recipe['data']['elastic_alpha']:g}/{recipe['data']['elastic_sigma']:g}"
     if recipe["training"].get("ema_decay"):
         training += f", weights averaged (EMA {recipe['training']['ema_decay']:g})"
+    no_validation = recipe["data"].get("validation_size") == 0
+    if no_validation:
+        training += ", all of train (no validation split)"
     if recipe["training"].get("average_last_epochs"):
         counts = "/".join(str(count) for count in recipe["training"]["average_last_epochs"])
-        training += f", checkpoint averaging (last {counts} epochs, if best on validation)"
+        training += (f", mean of the last {counts} epochs kept" if no_validation
+                     else f", checkpoint averaging (last {counts} epochs, if best on validation)")
     return training
 
 
 def in_progress_row(record: dict, split: str) -> list[str]:
     history = record["history"]
-    best = max(history, key=lambda row: row["validation_accuracy"])  # what train.py would keep if stopped now
+    if all("validation_accuracy" in row for row in history):  # what train.py would keep if stopped now
+        best, which = max(history, key=lambda row: row["validation_accuracy"]), "the best validation epoch so far"
+    else:
+        best, which = history[-1], "the last epoch so far"
     return [record["run"], architecture_text(record["config"]), f"{record['num_parameters']:,}",
             training_text(record["recipe"]),
             f"{record['epoch']:g} of {record['num_train_epochs']:g}", *progress_cells(history, split),
-            f"in progress: {100 * best['test_accuracy']:.2f}% at the best validation epoch so far ({best['epoch']:g})"]
+            f"in progress: {100 * best['test_accuracy']:.2f}% at {which} ({best['epoch']:g})"]
 
 
 def architecture_text(model: dict) -> str:
@@ -140,8 +147,9 @@ def averaging_table(records: list[dict]) -> str:
         for candidate in averaging["candidates"] if averaging else []:
             test = f"{100 * candidate['test_accuracy']:.2f}%" if "test_accuracy" in candidate else "not scored"
             kept = "**kept**" if candidate["name"] == averaging["chosen"] else ""
-            lines.append(f"| {record['run']} | {candidate['name']} | {100 * candidate['validation_accuracy']:.2f}% "
-                         f"| {candidate['validation_loss']:.4f} | {test} | {kept} |")
+            validation = (f"{100 * candidate['validation_accuracy']:.2f}% | {candidate['validation_loss']:.4f}"
+                          if "validation_accuracy" in candidate else "no validation split | ")
+            lines.append(f"| {record['run']} | {candidate['name']} | {validation} | {test} | {kept} |")
     if not lines:
         return ""
     header = ["", "Checkpoint averaging (kept: the best on validation accuracy, then loss):", "",

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 from transformers import HfArgumentParser, TrainingArguments, set_seed
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer_utils import IntervalStrategy, get_last_checkpoint
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for model_card/
 from push_to_hub import push
@@ -79,7 +79,9 @@ class DataArguments:
     dataset_name: str | None = field(default=None, metadata={"help": "A Hub dataset, e.g. ylecun/mnist."})
     dataset_config_name: str | None = field(default=None)
     dataset_dir: str | None = field(default=None, metadata={"help": "A local folder: IDX files or load_dataset's."})
-    validation_size: int = field(default=5000, metadata={"help": "Images carved from train for model selection."})
+    validation_size: int = field(default=5000, metadata={
+        "help": "Images carved from train for model selection; 0: train on all of train and keep the last epoch (or "
+                "the mean of the last K epochs, --average_last_epochs K), a choice fixed before training."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training images."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N val/test images."})
     augment: bool = field(default=True, metadata={"help": "Random affine augmentation of training batches."})
@@ -95,6 +97,8 @@ class DataArguments:
     )
 
     def __post_init__(self):
+        if self.validation_size < 0:
+            raise ValueError(f"--validation_size is a number of images, 0 or more, got {self.validation_size}.")
         if not 0 < self.scale_min <= self.scale_max:
             raise ValueError(f"--scale_min/--scale_max must satisfy 0 < min <= max, got {self.scale_min}, "
                              f"{self.scale_max}.")
@@ -301,6 +305,19 @@ def training_summary(recipe, training_args, trainer, label_names) -> dict:
     }
 
 
+def keep_fixed_choice(training_args: ViTMNISTTrainingArguments) -> None:
+    """Without a validation split (--validation_size 0) nothing is held out to choose on, so the model kept is fixed
+    before training: the last epoch's weights, or the mean of the last K epochs given as --average_last_epochs K."""
+    counts = training_args.average_last_epochs
+    if len(counts) > 1:
+        raise ValueError(f"--average_last_epochs {' '.join(map(str, counts))} asks to choose between checkpoint "
+                         "averages on validation, but --validation_size 0 holds none out. Give one number of epochs "
+                         "(its mean is kept), or a validation size.")
+    training_args.load_best_model_at_end, training_args.metric_for_best_model = False, None
+    logger.info("No validation split: the model kept is %s.",
+                f"the mean of the last {counts[0]} epochs" if counts else "the last epoch's")
+
+
 def use_cpu_processes_without_gpu() -> None:
     """Under torchrun on a machine without a GPU, accelerate runs its CPU data parallelism (MULTI_CPU, gloo) only
     when told the job is on CPU, as `accelerate launch --cpu` tells it; otherwise every process trains alone."""
@@ -310,11 +327,13 @@ def use_cpu_processes_without_gpu() -> None:
 
 def main(argv: list[str] | None = None) -> dict:
     use_cpu_processes_without_gpu()
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     try:
         model_args, data_args, distillation_args, training_args = parse_args(sys.argv[1:] if argv is None else argv)
+        if data_args.validation_size == 0:
+            keep_fixed_choice(training_args)
     except ValueError as error:  # our own checks and TrainingArguments' own: one line, no traceback
         raise SystemExit(f"Bad argument: {error}") from None
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     check_output_dir(training_args.output_dir)
     recipe = run_recipe(model_args, data_args, distillation_args, training_args)
     resume = training_args.resume_from_checkpoint
@@ -343,9 +362,11 @@ def main(argv: list[str] | None = None) -> dict:
                         translate_fraction=data_args.translate_fraction,
                         elastic_alpha=data_args.elastic_alpha, elastic_sigma=data_args.elastic_sigma,
                         erase_probability=data_args.erase_probability)
-    eval_datasets = {"validation": splits["validation"]}
+    eval_datasets = {"validation": splits["validation"]} if "validation" in splits else {}
     if data_args.track_test_accuracy and "test" in splits:
         eval_datasets["test"] = splits["test"]
+    if not eval_datasets:
+        training_args.eval_strategy = IntervalStrategy.NO
     # On a GPU with the loader in the main process, batches are built and augmented on the GPU (the CPU, often
     # two cores, is the bottleneck for a model this small). Pinning is for CPU tensors, so it is turned off.
     collate_device = None
@@ -359,7 +380,7 @@ def main(argv: list[str] | None = None) -> dict:
         model=model,
         args=training_args,
         train_dataset=splits["train"],
-        eval_dataset=eval_datasets,
+        eval_dataset=eval_datasets or None,
         data_collator=DigitCollator(mean, std, **augmentation, device=collate_device),
         eval_data_collator=DigitCollator(mean, std),
         processing_class=processor,
@@ -393,10 +414,10 @@ def main(argv: list[str] | None = None) -> dict:
     trainer.save_metrics("train", train_result.metrics)
     averaging = None
     if training_args.average_last_epochs:
-        averaging = trainer.keep_best_checkpoint_average(training_args.average_last_epochs, splits["validation"],
+        averaging = trainer.keep_best_checkpoint_average(training_args.average_last_epochs, splits.get("validation"),
                                                          eval_datasets.get("test"))
         if averaging:
-            logger.info("Kept: %s (validation accuracy %.4f)", averaging["chosen"], averaging["validation_accuracy"])
+            logger.info("Kept: %s", averaging["chosen"])
 
     results = dict(train_result.metrics)
     if "test" in splits:

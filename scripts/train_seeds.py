@@ -45,12 +45,13 @@ def launch(recipe: Path, train_args: list[str], seed: int) -> subprocess.Popen:
 
 
 def seed_results(run_dir: Path) -> dict:
-    """The validation accuracy of the model kept (the best epoch, or a checkpoint average chosen over it) and its
-    test accuracy, from train.py's files."""
+    """The validation accuracy of the model kept (the best epoch, or a checkpoint average chosen over it; None for a
+    run without a validation split) and its test accuracy, from train.py's files."""
     final = run_dir / "final_model"
     summary = json.loads((final / "training_summary.json").read_text())
     results = json.loads((final / "all_results.json").read_text())
-    best_epoch = max(row["validation_accuracy"] for row in summary["history"])
+    best_epoch = max((row["validation_accuracy"] for row in summary["history"] if "validation_accuracy" in row),
+                     default=None)
     return {
         "validation_accuracy": summary.get("checkpoint_averaging", {}).get("validation_accuracy", best_epoch),
         "test_accuracy": results["test_accuracy"],
@@ -68,9 +69,12 @@ def summarize(recipe: Path, train_args: list[str], seeds: list[int]) -> dict:
     report["test_accuracy_mean"] = statistics.fmean(tests)
     report["test_accuracy_std"] = statistics.stdev(tests) if len(tests) > 1 else 0.0
     report["time_to_test_accuracy_seconds"] = [runs[seed]["time_to_test_accuracy_seconds"] for seed in seeds]
-    best = max(seeds, key=lambda seed: runs[seed]["validation_accuracy"])  # chosen on validation, never on test
-    report["best_seed_on_validation"] = best
-    report["best_run"] = str(seed_run_dir(recipe, train_args, best))
+    if None in report["validation_accuracy"]:  # no validation split: nothing to choose a seed on
+        report["best_seed_on_validation"] = report["best_run"] = None
+    else:
+        best = max(seeds, key=lambda seed: runs[seed]["validation_accuracy"])  # on validation, never on test
+        report["best_seed_on_validation"] = best
+        report["best_run"] = str(seed_run_dir(recipe, train_args, best))
     return report
 
 

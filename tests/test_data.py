@@ -113,6 +113,15 @@ def test_validation_split_is_seeded_stratified_and_disjoint(idx_folder):
     assert not any(bytes(np.asarray(image)) in train_pixels for image in first["validation"]["image"])
 
 
+def test_validation_size_zero_trains_on_all_of_train_and_a_size_out_of_range_is_refused(idx_folder):
+    dataset = load_idx_folder(idx_folder)
+    whole = split_train_validation(dataset, validation_size=0, seed=3)
+    assert set(whole) == {"train", "test"} and len(whole["train"]) == 300
+    for size in (5, 295):  # fewer images than classes; fewer than one of each class left to train on
+        with pytest.raises(DataError, match=f"must hold 10 to 290 of the 300 training images .* got {size}"):
+            split_train_validation(dataset, validation_size=size, seed=3)
+
+
 def test_fashion_mnist_gets_its_class_names():
     fashion = "/usr/share/datasets/fashion-mnist"
     if not shutil.os.path.isdir(fashion):

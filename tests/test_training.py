@@ -14,6 +14,7 @@ import evaluate_checkpoint  # scripts/ is on pytest's pythonpath
 import pytest
 import torch
 import train
+import train_seeds
 from conftest import TINY, train_tiny
 from safetensors.torch import load_file
 from torch.optim.swa_utils import AveragedModel
@@ -194,6 +195,34 @@ def test_checkpoint_averaging_keeps_the_best_on_validation_of_the_kept_epoch_and
     assert again["candidates"][0]["validation_accuracy"] == last["validation_accuracy"]
 
 
+def test_without_a_validation_split_the_mean_fixed_before_training_is_kept(tmp_path):
+    run = tmp_path / "run-seed7"  # named as train_seeds.py names its runs (TINY's seed is 7)
+    results = train_tiny(run, "--num_train_epochs", "3", "--validation_size", "0", "--average_last_epochs", "2")
+    final = run / train.FINAL_MODEL_DIR
+    summary = json.loads((final / "training_summary.json").read_text())
+    assert set(summary["split_sizes"]) == {"train", "test"}
+    assert [row["epoch"] for row in summary["history"]] == [1, 2, 3]  # test tracked (logged) each epoch
+    assert not any("validation_accuracy" in row for row in summary["history"])
+    averaging = summary["checkpoint_averaging"]
+    assert averaging["chosen"] == "mean of epochs 2-3" and averaging["validation_accuracy"] is None
+    assert [row["name"] for row in averaging["candidates"]] == ["mean of epochs 2-3"]  # nothing else to weigh
+    checkpoints = {round(json.loads((folder / "trainer_state.json").read_text())["epoch"]): folder
+                   for folder in run.glob("checkpoint-*")}
+    states = [load_file(checkpoints[epoch] / "model.safetensors") for epoch in (2, 3)]
+    for name, tensor in load_file(final / "model.safetensors").items():
+        torch.testing.assert_close(tensor, (states[0][name] + states[1][name]) / 2)
+    assert results["test_accuracy"] == averaging["candidates"][0]["test_accuracy"] > 0.35  # it learned (chance: 0.1)
+    card = (final / "README.md").read_text()
+    assert "none held out: the weights kept were fixed before training" in card
+    assert "fixed before training (no validation split to choose on)" in card
+    table = compare_runs.main([str(run)])
+    assert "all of train (no validation split), mean of the last 2 epochs kept" in table
+    assert "| run-seed7 | mean of epochs 2-3 | no validation split |" in table
+    report = train_seeds.summarize(Path("recipes/quick.json"), ["--output_dir", str(tmp_path / "run")], [7])
+    assert report["validation_accuracy"] == [None] and report["best_run"] is None  # no seed is chosen on test
+    assert report["test_accuracy"] == [results["test_accuracy"]]
+
+
 def test_checkpoint_averaging_without_any_epoch_checkpoint_keeps_the_model(tmp_path):
     results = train_tiny(tmp_path, "--num_train_epochs", "0.5", "--average_last_epochs", "2")  # no epoch ends
     summary = json.loads((tmp_path / train.FINAL_MODEL_DIR / "training_summary.json").read_text())
@@ -241,6 +270,8 @@ def test_unwritable_output_dir_fails_at_start(tmp_path):
     (["--ema_decay", "1"], "--ema_decay must be in [0, 1)"),
     (["--average_last_epochs", "1", "3"], "--average_last_epochs takes numbers of epochs, 2 or more"),
     (["--average_last_epochs", "3", "--ema_decay", "0.99"], "Choose one"),
+    (["--validation_size", "-1"], "--validation_size is a number of images, 0 or more"),
+    (["--validation_size", "0", "--average_last_epochs", "2", "3"], "--validation_size 0 holds none out"),
     (["--learning_rate", "fast"], "invalid float value"),  # argparse's own message, also one line
 ])
 def test_bad_training_arguments_stop_with_one_line_before_any_work(tmp_path, capsys, flags, message):
