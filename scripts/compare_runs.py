@@ -100,14 +100,18 @@ def training_text(recipe: dict | None) -> str:
 
 def in_progress_row(record: dict, split: str) -> list[str]:
     history = record["history"]
-    if all("validation_accuracy" in row for row in history):  # what train.py would keep if stopped now
-        best, which = max(history, key=lambda row: row["validation_accuracy"]), "the best validation epoch so far"
-    else:
-        best, which = history[-1], "the last epoch so far"
+    scored = [row for row in history if "test_accuracy" in row]
+    if not scored:
+        status = "in progress: no test score recorded"
+    else:  # what train.py would keep if stopped now
+        if all("validation_accuracy" in row for row in scored):
+            best, which = max(scored, key=lambda row: row["validation_accuracy"]), "the best validation epoch"
+        else:
+            best, which = scored[-1], "the last epoch"
+        status = f"in progress: {100 * best['test_accuracy']:.2f}% at {which} so far ({best['epoch']:g})"
     return [record["run"], architecture_text(record["config"]), f"{record['num_parameters']:,}",
             training_text(record["recipe"]),
-            f"{record['epoch']:g} of {record['num_train_epochs']:g}", *progress_cells(history, split),
-            f"in progress: {100 * best['test_accuracy']:.2f}% at {which} ({best['epoch']:g})"]
+            f"{record['epoch']:g} of {record['num_train_epochs']:g}", *progress_cells(history, split), status]
 
 
 def architecture_text(model: dict) -> str:
@@ -117,6 +121,8 @@ def architecture_text(model: dict) -> str:
 
 def progress_cells(history: list[dict], split: str) -> list[str]:
     """Wall clock, accuracy per epoch on `split`, and time to 99.0% / 99.5% test, from train.py's history."""
+    if not history:  # a run that evaluated nothing (no validation split, test not tracked)
+        return ["not recorded"] * 4
     by_epoch = " ".join(f"{100 * row[f'{split}_accuracy']:.2f}" for row in history if f"{split}_accuracy" in row)
     return [format_duration(history[-1]["elapsed_seconds"]), by_epoch,
             f"{time_to_accuracy_text(history, 0.99)} / {time_to_accuracy_text(history, 0.995)}",

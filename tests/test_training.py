@@ -218,9 +218,23 @@ def test_without_a_validation_split_the_mean_fixed_before_training_is_kept(tmp_p
     table = compare_runs.main([str(run)])
     assert "all of train (no validation split), mean of the last 2 epochs kept" in table
     assert "| run-seed7 | mean of epochs 2-3 | no validation split |" in table
-    report = train_seeds.summarize(Path("recipes/quick.json"), ["--output_dir", str(tmp_path / "run")], [7])
+    quick = Path(train.__file__).parents[1] / "recipes" / "quick.json"
+    report = train_seeds.summarize(quick, ["--output_dir", str(tmp_path / "run")], [7])
     assert report["validation_accuracy"] == [None] and report["best_run"] is None  # no seed is chosen on test
     assert report["test_accuracy"] == [results["test_accuracy"]]
+    unfinished = tmp_path / "unfinished"  # as if stopped after its last checkpoint, before the end
+    shutil.copytree(run, unfinished, ignore=shutil.ignore_patterns(train.FINAL_MODEL_DIR))
+    last = summary["history"][-1]
+    assert f"in progress: {100 * last['test_accuracy']:.2f}% at the last epoch so far (3)" in compare_runs.main(
+        [str(unfinished)])
+
+
+def test_compare_runs_tabulates_a_run_that_evaluated_nothing(tmp_path):
+    run = tmp_path / "run"
+    train_tiny(run, "--num_train_epochs", "1", "--validation_size", "0", "--track_test_accuracy", "false")
+    assert "| not recorded | not recorded | not recorded | not recorded |" in compare_runs.main([str(run)])
+    shutil.rmtree(run / train.FINAL_MODEL_DIR)  # as if stopped after its checkpoint
+    assert "in progress: no test score recorded" in compare_runs.main([str(run)])
 
 
 def test_checkpoint_averaging_without_any_epoch_checkpoint_keeps_the_model(tmp_path):
