@@ -204,8 +204,11 @@ def validate_dataset(dataset: DatasetDict) -> None:
 
 def split_train_validation(dataset: DatasetDict, validation_size: int, seed: int) -> DatasetDict:
     """Carves a seeded, class-stratified validation split out of train; the test split is never used to choose.
-    A dataset with its own validation split keeps it; `validation_size` 0 trains on all of train, without one."""
-    if "validation" in dataset or validation_size == 0:
+    A dataset with its own validation split keeps it; `validation_size` 0 means no validation split at all (nothing
+    is chosen on one), so train is used whole and a dataset's own validation split is left out."""
+    if validation_size == 0:
+        return DatasetDict({name: split for name, split in dataset.items() if name != "validation"})
+    if "validation" in dataset:
         return dataset
     train = dataset["train"]
     num_classes = train.features["label"].num_classes

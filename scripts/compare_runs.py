@@ -104,10 +104,8 @@ def in_progress_row(record: dict, split: str) -> list[str]:
     if not scored:
         status = "in progress: no test score recorded"
     else:  # what train.py would keep if stopped now
-        if all("validation_accuracy" in row for row in scored):
-            best, which = max(scored, key=lambda row: row["validation_accuracy"]), "the best validation epoch"
-        else:
-            best, which = scored[-1], "the last epoch"
+        best, which = ((max(scored, key=lambda row: row["validation_accuracy"]), "the best validation epoch")
+                       if all("validation_accuracy" in row for row in scored) else (scored[-1], "the last epoch"))
         status = f"in progress: {100 * best['test_accuracy']:.2f}% at {which} so far ({best['epoch']:g})"
     return [record["run"], architecture_text(record["config"]), f"{record['num_parameters']:,}",
             training_text(record["recipe"]),

@@ -80,8 +80,9 @@ class DataArguments:
     dataset_config_name: str | None = field(default=None)
     dataset_dir: str | None = field(default=None, metadata={"help": "A local folder: IDX files or load_dataset's."})
     validation_size: int = field(default=5000, metadata={
-        "help": "Images carved from train for model selection; 0: train on all of train and keep the last epoch (or "
-                "the mean of the last K epochs, --average_last_epochs K), a choice fixed before training."})
+        "help": "Images carved from train for model selection; 0: no validation split (not even a dataset's own): "
+                "train on all of train and keep the last epoch (or the mean of the last K epochs, "
+                "--average_last_epochs K), a choice fixed before training."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training images."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N val/test images."})
     augment: bool = field(default=True, metadata={"help": "Random affine augmentation of training batches."})

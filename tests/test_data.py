@@ -4,7 +4,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from datasets import ClassLabel, Features, Image, load_from_disk
+from datasets import ClassLabel, DatasetDict, Features, Image, load_from_disk
 
 from hf_vit_mnist.data import (
     BUNDLED_MNIST_DIR,
@@ -117,6 +117,8 @@ def test_validation_size_zero_trains_on_all_of_train_and_a_size_out_of_range_is_
     dataset = load_idx_folder(idx_folder)
     whole = split_train_validation(dataset, validation_size=0, seed=3)
     assert set(whole) == {"train", "test"} and len(whole["train"]) == 300
+    with_own = DatasetDict({**dataset, "validation": dataset["test"]})  # a Hub dataset with its own split
+    assert set(split_train_validation(with_own, validation_size=0, seed=3)) == {"train", "test"}
     for size in (5, 295):  # fewer images than classes; fewer than one of each class left to train on
         with pytest.raises(DataError, match=f"must hold 10 to 290 of the 300 training images .* got {size}"):
             split_train_validation(dataset, validation_size=size, seed=3)
