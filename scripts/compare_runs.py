@@ -109,7 +109,8 @@ def in_progress_row(record: dict, split: str) -> list[str]:
         status = f"in progress: {100 * best['test_accuracy']:.2f}% at {which} so far ({best['epoch']:g})"
     return [record["run"], architecture_text(record["config"]), f"{record['num_parameters']:,}",
             training_text(record["recipe"]),
-            f"{round(record['epoch'], 1):g} of {record['num_train_epochs']:g}", *progress_cells(history, split), status]
+            f"{round(record['epoch'], 1):g} of {record['num_train_epochs']:g}", *progress_cells(history, split),
+            status]
 
 
 def architecture_text(model: dict) -> str:
