@@ -8,7 +8,8 @@ own output folder, resumable), and seeds.json collects each one's best validatio
 Writes <output_dir>-seed<N>/ (train.py's folder, log in train.log) and <output_dir>-seeds.json, where output_dir
 comes from the recipe or a --output_dir given after `--`. Copy seeds.json into the released folder for its card.
 A SIGTERM to this script reaches every running seed, which saves a checkpoint at its current step; the seeds not
-started yet are left for the rerun.
+started yet are left for the rerun. A rerun trains only the seeds without final_model/all_results.json (a finished
+run is kept as it is; delete its folder to train it again).
 """
 
 import argparse
@@ -89,7 +90,11 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.recipe.is_file():
         parser.error(f"recipe {args.recipe} does not exist; see recipes/ for the named ones.")
 
-    pending, running, failed, stopped = list(args.seeds), {}, [], []
+    finished = [seed for seed in args.seeds
+                if (seed_run_dir(args.recipe, train_args, seed) / "final_model" / "all_results.json").is_file()]
+    if finished:
+        print(f"Seed(s) {finished} already finished: kept as they are (delete their folders to train them again).")
+    pending, running, failed, stopped = [seed for seed in args.seeds if seed not in finished], {}, [], []
 
     def stop(signum, frame):  # each running seed saves a checkpoint at its current step (train.py); none starts
         stopped.append(signum)

@@ -17,8 +17,8 @@ QUICK_RECIPE = str(Path(train_seeds.__file__).parents[1] / "recipes" / "quick.js
 
 def test_seeds_are_separate_runs_and_the_report_holds_their_spread(tmp_path):
     base = tmp_path / "run"
-    report = train_seeds.main([QUICK_RECIPE, "--seeds", "3", "4", "--parallel", "2", "--", *TINY,
-                               "--num_train_epochs", "1", "--output_dir", str(base)])
+    flags = [*TINY, "--num_train_epochs", "1", "--output_dir", str(base)]
+    report = train_seeds.main([QUICK_RECIPE, "--seeds", "3", "4", "--parallel", "2", "--", *flags])
     results = {seed: json.loads((tmp_path / f"run-seed{seed}" / "final_model" / "all_results.json").read_text())
                for seed in (3, 4)}
     recipes = {seed: json.loads((tmp_path / f"run-seed{seed}" / "recipe.json").read_text()) for seed in (3, 4)}
@@ -28,6 +28,10 @@ def test_seeds_are_separate_runs_and_the_report_holds_their_spread(tmp_path):
     best = report["seeds"][report["validation_accuracy"].index(max(report["validation_accuracy"]))]
     assert report["best_seed_on_validation"] == best and report["best_run"] == f"{base}-seed{best}"
     assert json.loads((tmp_path / "run-seeds.json").read_text()) == report
+    # A rerun keeps the finished seeds as they are: nothing trains again, the report is the same.
+    log = (tmp_path / "run-seed3" / "train.log").read_text()
+    assert train_seeds.main([QUICK_RECIPE, "--seeds", "3", "4", "--", *flags]) == report
+    assert (tmp_path / "run-seed3" / "train.log").read_text() == log
 
 
 def test_sigterm_reaches_the_running_seed_which_saves_and_the_next_seed_does_not_start(tmp_path):
