@@ -11,6 +11,7 @@ out=release/vit-mnist
 [ -d "$run/final_model" ] || { echo "$run/final_model does not exist: has the run finished?" >&2; exit 1; }
 python -c "import hf_vit_mnist" 2>/dev/null || { echo "hf_vit_mnist is not importable: pip install -e . first" >&2; exit 1; }
 rm -rf "$out" && mkdir -p release && cp -r "$run/final_model" "$out"
+cp hf_vit_mnist/{configuration,modeling,image_processing}_vit_mnist.py "$out"   # the code, even where a run carried in git left its copies out
 seeds="${run%-seed*}-seeds.json"   # seeds.json only when it holds several seeds: the card reports their spread
 if [ -f "$seeds" ] && python -c "import json,sys; sys.exit(len(json.load(open('$seeds'))['seeds']) < 2)"; then
   cp "$seeds" "$out/seeds.json"
