@@ -2,8 +2,8 @@
 # Assemble release/vit-mnist, the committed model, from a finished training run: its final_model folder plus the
 # evaluation, the figures, the ONNX export and the regenerated card. Every file in it comes from these commands.
 #
-#   python scripts/train_seeds.py recipes/release.json --seeds 42        # the run (runs/release-seed42)
-#   bash scripts/release.sh runs/release-seed42 hf-vit-mnist/vit-mnist   # the folder, for that Hub repo id
+#   python scripts/train_seeds.py recipes/release-all.json --seeds 42        # the run (runs/release-all-seed42)
+#   bash scripts/release.sh runs/release-all-seed42 hf-vit-mnist/vit-mnist   # the folder, for that Hub repo id
 set -euo pipefail
 run=${1:?"usage: scripts/release.sh RUN_DIR [REPO_ID]"}
 repo_id=${2:-hf-vit-mnist/vit-mnist}

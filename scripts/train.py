@@ -2,7 +2,7 @@
 it on the test split, and save the folder the Hub would receive (optionally pushing it).
 
     accelerate launch scripts/train.py recipes/quick.json        # a few minutes on a laptop CPU
-    accelerate launch scripts/train.py recipes/release.json      # the released model (hours on 2 cores)
+    accelerate launch scripts/train.py recipes/release-all.json  # the released model (hours on 2 cores)
     accelerate launch scripts/train.py recipes/quick.json --num_train_epochs 2 --output_dir runs/try
     python scripts/train.py --output_dir runs/plain                # plain Python works too
     torchrun --nproc_per_node 2 scripts/train.py recipes/quick.json   # 2 data-parallel CPU processes (gloo)
