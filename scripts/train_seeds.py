@@ -14,6 +14,7 @@ run is kept as it is; delete its folder to train it again).
 
 import argparse
 import json
+import os
 import signal
 import statistics
 import subprocess
@@ -42,7 +43,9 @@ def launch(recipe: Path, train_args: list[str], seed: int) -> subprocess.Popen:
     command = [sys.executable, str(TRAIN_SCRIPT), str(recipe), *train_args, "--seed", str(seed),
                "--output_dir", str(run_dir)]
     with open(run_dir / "train.log", "a") as log:
-        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        # Unbuffered, so that train.log shows each logged step as it happens (`tail -f`), not in 8 kB blocks.
+        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
 def seed_results(run_dir: Path) -> dict:
@@ -117,6 +120,10 @@ def main(argv: list[str] | None = None) -> dict:
         logs = ", ".join(str(seed_run_dir(args.recipe, train_args, seed) / "train.log") for seed in failed)
         what = "stopped by SIGTERM, each at a checkpoint of its current step" if stopped else "failed"
         raise SystemExit(f"Seed(s) {failed} {what}: see {logs}. Rerun the same command to resume them.")
+    if stopped:  # the running seeds ended before the signal reached them; the ones not started are left
+        left = [seed for seed in args.seeds
+                if not (seed_run_dir(args.recipe, train_args, seed) / "final_model" / "all_results.json").is_file()]
+        raise SystemExit(f"Stopped by SIGTERM before seed(s) {left} started. Rerun the same command to train them.")
 
     report = summarize(args.recipe, train_args, args.seeds)
     out = Path(f"{output_base(args.recipe, train_args)}-seeds.json")

@@ -37,7 +37,7 @@ def test_seeds_are_separate_runs_and_the_report_holds_their_spread(tmp_path):
 def test_sigterm_reaches_the_running_seed_which_saves_and_the_next_seed_does_not_start(tmp_path):
     base = tmp_path / "run"
     command = [sys.executable, train_seeds.__file__, QUICK_RECIPE, "--seeds", "0", "1", "--", *TINY,
-               "--num_train_epochs", "10", "--track_test_accuracy", "false", "--logging_steps", "1",
+               "--num_train_epochs", "100", "--track_test_accuracy", "false", "--logging_steps", "1",
                "--output_dir", str(base)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     log, deadline = tmp_path / "run-seed0" / "train.log", time.monotonic() + 300
@@ -47,7 +47,7 @@ def test_sigterm_reaches_the_running_seed_which_saves_and_the_next_seed_does_not
     process.send_signal(signal.SIGTERM)
     output = process.communicate(timeout=300)[0]
     assert process.returncode == 1 and "Seed(s) [0] stopped by SIGTERM" in output, output
-    step = int(re.search(r"Stopped by SIGTERM at step (\d+) of 470", log.read_text()).group(1))
+    step = int(re.search(r"Stopped by SIGTERM at step (\d+) of 4700", log.read_text()).group(1))
     checkpoint = tmp_path / "run-seed0" / f"checkpoint-{step}"
     assert step > 47 and checkpoint.is_dir()
     # The epochs that ended were evaluated; the stop inside one was not (StoppedEpochCallback).
