@@ -48,6 +48,10 @@ def launch(recipe: Path, train_args: list[str], seed: int) -> subprocess.Popen:
                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
+def is_finished(run_dir: Path) -> bool:
+    return (run_dir / "final_model" / "all_results.json").is_file()
+
+
 def seed_results(run_dir: Path) -> dict:
     """The validation accuracy of the model kept (the best epoch, or a checkpoint average chosen over it; None for a
     run without a validation split) and its test accuracy, from train.py's files."""
@@ -93,8 +97,7 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.recipe.is_file():
         parser.error(f"recipe {args.recipe} does not exist; see recipes/ for the named ones.")
 
-    finished = [seed for seed in args.seeds
-                if (seed_run_dir(args.recipe, train_args, seed) / "final_model" / "all_results.json").is_file()]
+    finished = [seed for seed in args.seeds if is_finished(seed_run_dir(args.recipe, train_args, seed))]
     if finished:
         print(f"Seed(s) {finished} already finished: kept as they are (delete their folders to train them again).")
     pending, running, failed, stopped = [seed for seed in args.seeds if seed not in finished], {}, [], []
@@ -121,8 +124,7 @@ def main(argv: list[str] | None = None) -> dict:
         what = "stopped by SIGTERM, each at a checkpoint of its current step" if stopped else "failed"
         raise SystemExit(f"Seed(s) {failed} {what}: see {logs}. Rerun the same command to resume them.")
     if stopped:  # the running seeds ended before the signal reached them; the ones not started are left
-        left = [seed for seed in args.seeds
-                if not (seed_run_dir(args.recipe, train_args, seed) / "final_model" / "all_results.json").is_file()]
+        left = [seed for seed in args.seeds if not is_finished(seed_run_dir(args.recipe, train_args, seed))]
         raise SystemExit(f"Stopped by SIGTERM before seed(s) {left} started. Rerun the same command to train them.")
 
     report = summarize(args.recipe, train_args, args.seeds)
