@@ -38,7 +38,7 @@ class LogitsOnly(torch.nn.Module):
 def export(model: ViTMNISTForImageClassification, output: Path) -> Path:
     output.parent.mkdir(parents=True, exist_ok=True)
     example = torch.zeros(2, model.config.num_channels, model.config.image_size, model.config.image_size)
-    torch.onnx.export(LogitsOnly(model.eval()), (example,), str(output), input_names=["pixel_values"],
+    torch.onnx.export(LogitsOnly(model).eval(), (example,), str(output), input_names=["pixel_values"],
                       output_names=["logits"], dynamic_shapes={"pixel_values": {0: torch.export.Dim("batch")}},
                       dynamo=True, external_data=False)  # one file: the weights are small
     return output

@@ -42,7 +42,9 @@ def test_sigterm_reaches_the_running_seed_which_saves_and_the_next_seed_does_not
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     log, deadline = tmp_path / "run-seed0" / "train.log", time.monotonic() + 300
     while not (log.exists() and re.search(r"'epoch': '?1\.[0-9]", log.read_text())):  # seed 0 is in epoch 2
-        assert process.poll() is None and time.monotonic() < deadline, process.communicate()[0]
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()  # before reading its output: communicate() waits for the end of all 100 epochs otherwise
+            pytest.fail(f"Seed 0 ended or did not reach epoch 2 within 300 s:\n{process.communicate()[0]}")
         time.sleep(0.2)
     process.send_signal(signal.SIGTERM)
     output = process.communicate(timeout=300)[0]
