@@ -7,7 +7,7 @@ msg=""
 git rm -r -q --cached --ignore-unmatch runs/release-all-w128-seed*/checkpoint-* >/dev/null
 for run in runs/release-all-w128-seed42 runs/release-all-w128-seed1 runs/release-all-w128-seed2; do
   newest=""
-  for ckpt in $(ls -d $run/checkpoint-* | awk -F'checkpoint-' '{print $NF" "$0}' | sort -n | awk '{print $2}'); do
+  for ckpt in $(ls -dv $run/checkpoint-*); do  # -v: by step number, oldest first
     state=$ckpt/trainer_state.json
     if [[ -f $state && -f $ckpt/optimizer.pt && -f $ckpt/rng_state.pth && $(( $(date +%s) - $(stat -c %Y $state) )) -gt 20 ]]; then
       newest=$ckpt
