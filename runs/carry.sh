@@ -7,7 +7,8 @@ set -euo pipefail
 msg=""
 for run in "$@"; do
   [[ -f $run/recipe.json ]] || { echo "$run/recipe.json does not exist: is $run a folder that scripts/train.py wrote?" >&2; exit 1; }
-  git rm -r -q --cached --ignore-unmatch "$run"/checkpoint-* >/dev/null
+  # Quoted, so git matches the index: a checkpoint the trainer already deleted from disk must leave git too.
+  git rm -r -q --cached --ignore-unmatch -- "$run/checkpoint-*" >/dev/null
   newest=""
   for ckpt in $(ls -dv "$run"/checkpoint-*); do  # -v: by step number, oldest first
     state=$ckpt/trainer_state.json
