@@ -29,6 +29,7 @@ from .metrics import CLASSIFICATION_REPORT_PATH
 MIN_FREE_DISK_BYTES = 200 * 2**20  # checkpoints of a <=1M-parameter model are a few MB; leave room for many
 DISTILLATION_TYPES = ("hard", "soft")
 AVERAGE_WEIGHTS_NAME = "ema_model.safetensors"  # in each checkpoint beside model.safetensors (the training weights)
+CLS_AND_POSITION_PARAMETERS = ("cls_token", "position_embeddings")  # ViTMNISTEmbeddings' own parameters
 logger = logging.getLogger(__name__)
 
 
@@ -101,11 +102,16 @@ class DigitTrainer(Trainer):
     + (1 - decay) * weights, with a warm-up (`moving_average_with_warmup`). Evaluation scores the average, so the
     best checkpoint is chosen by it, and training ends with the model holding the average kept (best on validation).
     Each checkpoint stores it beside the training weights, as AVERAGE_WEIGHTS_NAME, and a resumed run takes it back.
+
+    Weight decay reaches every weight matrix, as in Trainer, and the [CLS] token and position embeddings too unless
+    `decay_cls_and_positions` is False: timm's ViT exempts them (DeiT and MAE train so), as Trainer exempts biases
+    and norms.
     """
 
     def __init__(self, *args, eval_data_collator=None, teacher=None, distillation_type="hard", distillation_alpha=0.5,
-                 distillation_temperature=1.0, ema_decay=0.0, **kwargs):
+                 distillation_temperature=1.0, ema_decay=0.0, decay_cls_and_positions=True, **kwargs):
         super().__init__(*args, **kwargs)
+        self.decay_cls_and_positions = decay_cls_and_positions
         if not torch.accelerator.is_available():  # pinned memory speeds copies to an accelerator; without one,
             self.args.dataloader_pin_memory = False  # torch warns at every loader
         self.eval_data_collator = eval_data_collator
@@ -122,6 +128,16 @@ class DigitTrainer(Trainer):
         self.distillation_type = distillation_type
         self.distillation_alpha = distillation_alpha
         self.distillation_temperature = distillation_temperature
+
+    def get_decay_parameter_names(self, model: nn.Module) -> list[str]:
+        names = super().get_decay_parameter_names(model)
+        if self.decay_cls_and_positions:
+            return names
+        kept = [name for name in names if name.rsplit(".", 1)[-1] not in CLS_AND_POSITION_PARAMETERS]
+        if len(kept) == len(names):
+            raise ValueError(f"decay_cls_and_positions=False exempts parameters named {CLS_AND_POSITION_PARAMETERS} "
+                             f"from weight decay, but {type(model).__name__} has none: leave it True for this model.")
+        return kept
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         pixel_values = inputs["pixel_values"]  # read first: Trainer's label smoother pops the labels

@@ -115,7 +115,9 @@ def build_model_card(model_dir: str | Path, repo_id: str | None = None) -> Model
     )
     hyperparameters = [
         ("optimizer", f"{training.get('optim', 'adamw')}, learning rate {training.get('learning_rate')}, weight "
-                      f"decay {training.get('weight_decay')}"),
+                      f"decay {training.get('weight_decay')}"
+                      + ("" if training.get("decay_cls_and_positions", True)
+                         else " (not on the [CLS] token and position embeddings)")),
         ("schedule", f"{training.get('lr_scheduler_type')}, warmup {training.get('warmup_steps')}"),
         ("epochs", training.get("num_train_epochs")),
         ("batch size", summary.get("global_batch_size")),

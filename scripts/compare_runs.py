@@ -86,6 +86,8 @@ def training_text(recipe: dict | None) -> str:
         training += ", no augmentation"
     elif recipe["data"].get("elastic_alpha"):
         training += f", elastic distortion {recipe['data']['elastic_alpha']:g}/{recipe['data']['elastic_sigma']:g}"
+    if not recipe["training"].get("decay_cls_and_positions", True):
+        training += ", no weight decay on [CLS] and positions"
     if recipe["training"].get("ema_decay"):
         training += f", weights averaged (EMA {recipe['training']['ema_decay']:g})"
     no_validation = recipe["data"].get("validation_size") == 0

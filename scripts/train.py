@@ -141,6 +141,9 @@ class ViTMNISTTrainingArguments(TrainingArguments):
     per_device_eval_batch_size: int = field(default=512)
     learning_rate: float = field(default=1e-3)
     weight_decay: float = field(default=0.05)
+    decay_cls_and_positions: bool = field(default=True, metadata={
+        "help": "Weight decay on the [CLS] token and position embeddings too (Trainer's way); false exempts them, as "
+                "timm's ViT (DeiT, MAE) does."})
     warmup_steps: float = field(default=0.05)  # a fraction of all steps
     lr_scheduler_type: str = field(default="cosine")
     label_smoothing_factor: float = field(default=0.1)
@@ -241,10 +244,10 @@ def load_teacher(distillation_args: DistillationArguments, label_names: list[str
     return teacher
 
 
-RECIPE_TRAINING_FIELDS = ("learning_rate", "weight_decay", "warmup_steps", "lr_scheduler_type", "optim",
-                          "label_smoothing_factor", "num_train_epochs", "per_device_train_batch_size",
-                          "gradient_accumulation_steps", "max_grad_norm", "seed", "bf16", "torch_compile",
-                          "ema_decay", "average_last_epochs")
+RECIPE_TRAINING_FIELDS = ("learning_rate", "weight_decay", "decay_cls_and_positions", "warmup_steps",
+                          "lr_scheduler_type", "optim", "label_smoothing_factor", "num_train_epochs",
+                          "per_device_train_batch_size", "gradient_accumulation_steps", "max_grad_norm", "seed",
+                          "bf16", "torch_compile", "ema_decay", "average_last_epochs")
 # Applied after training, so a finished run may be finished again with another choice (it retrains nothing).
 POST_TRAINING_FIELDS = ("average_last_epochs",)
 
@@ -392,6 +395,7 @@ def main(argv: list[str] | None = None) -> dict:
         distillation_alpha=distillation_args.distillation_alpha,
         distillation_temperature=distillation_args.distillation_temperature,
         ema_decay=training_args.ema_decay,
+        decay_cls_and_positions=training_args.decay_cls_and_positions,
     )
     logger.info("Model: %d parameters; %d process(es), %s", model.num_parameters(), training_args.world_size,
                 training_args.distributed_state.distributed_type)

@@ -120,7 +120,7 @@ def test_card_names_a_hybrid_stem(hub_folder, tmp_path):
     assert "the paper's hybrid ViT" in text and "7x7 feature map" in text and "plain ViT" not in text
 
 
-def test_card_lists_every_augmentation_and_the_weight_averaging_the_run_used(hub_folder, tmp_path):
+def test_card_lists_every_augmentation_and_the_weight_averaging_and_decay_the_run_used(hub_folder, tmp_path):
     import shutil
 
     assert "elastic" not in ModelCard.load(hub_folder / "README.md").text
@@ -128,13 +128,15 @@ def test_card_lists_every_augmentation_and_the_weight_averaging_the_run_used(hub
     shutil.copytree(hub_folder, elastic)
     summary = json.loads((elastic / "training_summary.json").read_text())
     summary["recipe"]["data"].update(augment=True, elastic_alpha=34.0, elastic_sigma=4.0, erase_probability=0.25)
-    summary["recipe"]["training"]["ema_decay"] = 0.999
+    summary["recipe"]["training"].update(ema_decay=0.999, decay_cls_and_positions=False)
     (elastic / "training_summary.json").write_text(json.dumps(summary))
     text = build_model_card(elastic).text
     assert "elastic distortion (Simard et al. 2003) alpha 34.0, sigma 4.0 px" in text
     assert "random erasing p 0.25" in text and "random affine per image" in text
     assert "| weight averaging | exponential moving average of the weights, decay 0.999 per step" in text
-    assert "weight averaging" not in ModelCard.load(hub_folder / "README.md").text  # off unless asked for
+    assert "weight decay 0.05 (not on the [CLS] token and position embeddings)" in text
+    default_card = ModelCard.load(hub_folder / "README.md").text
+    assert "weight averaging" not in default_card and "not on the [CLS]" not in default_card  # off unless asked for
 
 
 def test_card_says_when_training_reached_99_percent(hub_folder, tmp_path):

@@ -15,12 +15,14 @@ import pytest
 import torch
 import train
 import train_seeds
-from conftest import TINY, train_tiny
+from conftest import TINY, make_tiny_config, train_tiny
 from safetensors.torch import load_file
 from torch.optim.swa_utils import AveragedModel
+from transformers import TrainingArguments
 
+from hf_vit_mnist import ViTMNISTForImageClassification
 from hf_vit_mnist.data import DigitCollator
-from hf_vit_mnist.training import AVERAGE_WEIGHTS_NAME, moving_average_with_warmup
+from hf_vit_mnist.training import AVERAGE_WEIGHTS_NAME, DigitTrainer, moving_average_with_warmup
 
 
 def test_training_learns_and_writes_the_hub_folder(trained):
@@ -112,6 +114,31 @@ def test_moving_average_warms_up_then_keeps_its_decay():
         model.weight.fill_(0.0)
     average.update_parameters(model)
     assert average.module.weight.item() == pytest.approx(0.9 * expected)
+
+
+def _weight_decay_by_parameter(trainer) -> dict[str, float]:
+    groups = trainer.create_optimizer().param_groups
+    decay_of = {id(parameter): group["weight_decay"] for group in groups for parameter in group["params"]}
+    return {name: decay_of[id(parameter)] for name, parameter in trainer.model.named_parameters()}
+
+
+@pytest.mark.parametrize("decay_cls_and_positions", [True, False])
+def test_cls_token_and_positions_are_weight_decayed_only_when_asked(tmp_path, decay_cls_and_positions):
+    args = TrainingArguments(output_dir=str(tmp_path), weight_decay=0.05, report_to="none", use_cpu=True)
+    model = ViTMNISTForImageClassification(make_tiny_config())
+    decay = _weight_decay_by_parameter(DigitTrainer(model=model, args=args,
+                                                    decay_cls_and_positions=decay_cls_and_positions))
+    expected = 0.05 if decay_cls_and_positions else 0.0
+    assert decay["vit.embeddings.cls_token"] == decay["vit.embeddings.position_embeddings"] == expected
+    assert decay["vit.embeddings.patch_embeddings.projection.weight"] == decay["classifier.weight"] == 0.05
+    assert decay["classifier.bias"] == decay["vit.layernorm.weight"] == 0.0  # Trainer's own exemptions stay
+
+
+def test_exempting_cls_and_positions_from_a_model_without_them_says_so(tmp_path):
+    args = TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True)
+    trainer = DigitTrainer(model=torch.nn.Linear(4, 2), args=args, decay_cls_and_positions=False)
+    with pytest.raises(ValueError, match="leave it True for this model"):
+        trainer.create_optimizer()
 
 
 def test_weight_averaging_is_what_is_scored_kept_and_resumed(tmp_path):
@@ -397,6 +424,8 @@ def test_compare_runs_names_the_start_checkpoint_and_the_augmentation(trained):
     assert compare_runs.training_text(recipe) == "fine-tuned from release/vit-mnist; labels, elastic distortion 34/5"
     recipe["data"]["augment"] = False  # elastic settings are then moot
     assert compare_runs.training_text(recipe) == "fine-tuned from release/vit-mnist; labels, no augmentation"
+    recipe["training"]["decay_cls_and_positions"] = False
+    assert compare_runs.training_text(recipe).endswith("no augmentation, no weight decay on [CLS] and positions")
 
 
 def test_a_run_resumes_only_with_the_recipe_it_started_with(trained, tmp_path):
