@@ -12,6 +12,7 @@ newest checkpoint goes: same-schedule runs compare epoch by epoch.
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -167,18 +168,31 @@ def averaging_table(records: list[dict]) -> str:
 def window_table(records: list[dict], first: int, last: int) -> str:
     """Each run's mean validation and test accuracy over epochs first..last (the evaluations at epoch ends): runs
     of one schedule compared over a stretch of epochs, not on one epoch's noisy score (5,000 validation images:
-    +-0.09 points at 99.6%)."""
+    +-0.09 points at 99.6%). Runs of one recipe with several seeds (train_seeds.py's <name>-seed<N>) also get the
+    mean of their unrounded means, to 3 decimals: seeds are compared as a group."""
     lines = ["", f"Mean accuracy over epochs {first}-{last}:", "",
              "| run | epochs | validation accuracy | test accuracy |", "|" + " --- |" * 4]
+    seed_groups = {}  # recipe name -> each seed's (validation mean, test mean), None where not recorded
     for record in records:
         history = record["summary"]["history"] if "summary" in record else record["history"]
         rows = [row for row in history if first <= row["epoch"] <= last and float(row["epoch"]).is_integer()]
-        cells = []
+        means = []
         for split in ("validation", "test"):
             scores = [row[f"{split}_accuracy"] for row in rows if f"{split}_accuracy" in row]
-            cells.append(f"{100 * sum(scores) / len(scores):.2f}%" if scores else "not recorded")
-        lines.append(f"| {record['run']} | {len(rows)} of {last - first + 1} | {cells[0]} | {cells[1]} |")
+            means.append(sum(scores) / len(scores) if scores else None)
+        lines.append(f"| {record['run']} | {len(rows)} of {last - first + 1} | {percent(means[0], 2)} | "
+                     f"{percent(means[1], 2)} |")
+        seed_groups.setdefault(re.sub(r"-seed\d+$", "", record["run"]), []).append(means)
+    for name, seed_means in seed_groups.items():
+        if len(seed_means) > 1:
+            splits = zip(*seed_means, strict=True)  # (validation means, test means)
+            cells = [percent(None if None in means else sum(means) / len(means), 3) for means in splits]
+            lines.append(f"| {name}: mean of {len(seed_means)} seeds | | {cells[0]} | {cells[1]} |")
     return "\n".join(lines) + "\n"
+
+
+def percent(fraction: float | None, decimals: int) -> str:
+    return "not recorded" if fraction is None else f"{100 * fraction:.{decimals}f}%"
 
 
 def main(argv=None) -> str:

@@ -403,6 +403,11 @@ def test_compare_runs_tabulates_finished_and_unfinished_runs(trained, tmp_path):
     assert lines[-1] == f"| unfinished | 2 of 3 | {100 * means[0]:.2f}% | {100 * means[1]:.2f}% |"
     with pytest.raises(SystemExit):
         compare_runs.main([str(output_dir), "--epochs", "4", "2"])
+    for seed in (1, 2):  # two seeds of one recipe, as train_seeds.py names them, also get their 3-decimal mean
+        shutil.copytree(unfinished, tmp_path / f"recipe-seed{seed}")
+    lines = compare_runs.main([str(tmp_path / "recipe-seed1"), str(tmp_path / "recipe-seed2"), str(unfinished),
+                               "--epochs", "2", "4"]).splitlines()
+    assert lines[-1] == f"| recipe: mean of 2 seeds | | {100 * means[0]:.3f}% | {100 * means[1]:.3f}% |"
 
     # Runs kept only as a --json file (their folders gone) tabulate as they did from the folders.
     from_folders = compare_runs.main([str(output_dir), str(unfinished), "--epochs", "2", "4",
